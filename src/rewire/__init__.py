@@ -1,0 +1,3 @@
+"""rewire: change what a trained agent or network knows after training."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,295 @@
+"""Episode dataset type, Monte-Carlo returns-to-go, validation and file formats.
+
+In memory an episode follows Minari: observations (T+1), actions (T), rewards (T), terminations (T),
+truncations (T). On disk rewire reads and writes
+- NPZ and HDF5 in the flat D4RL layout: observations, actions, rewards, terminals, timeouts and
+  (optionally) next_observations, one row per transition;
+- HDF5 in the Minari layout: one group `episode_<i>` per episode holding the five Minari arrays.
+Every file is validated before anything is trained on it: a missing key, mismatched lengths, non-finite
+values, a shape that does not fit the environment or actions outside its bounds raise `DatasetError`
+naming the file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from rewire.buffer import Transition
+from rewire.envs import EnvSpec
+
+ACTION_CLIP = 0.99999  # keeps tanh-space quantities of data actions finite (Cal-QL reference code)
+FLAT_REQUIRED = ("observations", "actions", "rewards", "terminals")
+MINARI_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be trained on; the message names the file, the key and the problem."""
+
+
+@dataclass
+class Episode:
+    observations: np.ndarray  # (T+1, obs_dim)
+    actions: np.ndarray  # (T, act_dim), environment units
+    rewards: np.ndarray  # (T,)
+    terminations: np.ndarray  # (T,) bool
+    truncations: np.ndarray  # (T,) bool
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def success(self) -> bool:
+        return bool(self.terminations[-1]) if len(self) else False
+
+
+@dataclass
+class EpisodeDataset:
+    episodes: list[Episode]
+    env_id: str
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def num_transitions(self) -> int:
+        return sum(len(e) for e in self.episodes)
+
+    def summary(self) -> dict:
+        lengths = np.array([len(e) for e in self.episodes])
+        returns = np.array([e.rewards.sum() for e in self.episodes])
+        return {
+            "env_id": self.env_id,
+            "episodes": len(self.episodes),
+            "transitions": int(lengths.sum()),
+            "episode_length": {"mean": float(lengths.mean()), "min": int(lengths.min()), "max": int(lengths.max())},
+            "return": {"mean": float(returns.mean()), "min": float(returns.min()), "max": float(returns.max())},
+            "terminated_fraction": float(np.mean([e.success for e in self.episodes])),
+            "obs_dim": int(self.episodes[0].observations.shape[1]),
+            "act_dim": int(self.episodes[0].actions.shape[1]),
+            "metadata": self.metadata,
+        }
+
+
+def mc_returns(rewards: np.ndarray, terminations: np.ndarray, gamma: float, sparse: bool, failure_reward: float
+               ) -> np.ndarray:
+    """Discounted return-to-go of one episode, in the units of `rewards` (already scaled).
+
+    g_t = r_t + gamma (1 - term_t) g_{t+1} with g_T = 0 (no bootstrap at a truncated end). On sparse tasks an
+    episode whose every reward equals the scaled failure reward never succeeded: every g_t is the value of
+    failing forever, failure_reward / (1 - gamma) (Cal-QL, method note section 2.4).
+    """
+    rewards = np.asarray(rewards, np.float64)
+    if sparse and np.all(rewards == failure_reward):
+        return np.full(rewards.shape, failure_reward / (1.0 - gamma), np.float32)
+    out = np.zeros_like(rewards)
+    g = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        g = rewards[t] + gamma * (1.0 - float(terminations[t])) * g
+        out[t] = g
+    return out.astype(np.float32)
+
+
+def episodes_to_transitions(episodes: list[Episode], spec: EnvSpec, gamma: float, reward_scale: float,
+                            reward_bias: float) -> Transition:
+    """Flatten episodes into transitions with scaled rewards, unit-box actions and MC labels."""
+    parts = []
+    r_neg = spec.failure_reward * reward_scale + reward_bias
+    for ep in episodes:
+        rewards = ep.rewards * reward_scale + reward_bias
+        parts.append(Transition(
+            obs=ep.observations[:-1],
+            action=np.clip(spec.to_unit_action(ep.actions), -ACTION_CLIP, ACTION_CLIP),
+            reward=rewards,
+            next_obs=ep.observations[1:],
+            terminal=ep.terminations.astype(np.float32),
+            mc_return=mc_returns(rewards, ep.terminations, gamma, spec.sparse, r_neg),
+        ))
+    return Transition(*(np.concatenate(xs).astype(np.float32) for xs in zip(*parts, strict=True)))
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def _check_finite(path: Path, key: str, x: np.ndarray) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise DatasetError(f"{path}: key '{key}' has {int(bad.sum())} NaN/inf values (first at row {row})")
+
+
+def _check_width(path: Path, key: str, x: np.ndarray, width: int, spec: EnvSpec | None) -> None:
+    if x.ndim != 2:
+        raise DatasetError(f"{path}: key '{key}' must be 2-D (rows, features), got shape {x.shape}")
+    if spec is not None and x.shape[1] != width:
+        raise DatasetError(
+            f"{path}: key '{key}' has shape {x.shape}, but {spec.env_id} needs {width} features per row"
+        )
+
+
+def validate_episodes(path: Path, episodes: list[Episode], spec: EnvSpec | None) -> None:
+    """Raise `DatasetError` for anything a learner must not see; `spec` checks shapes and action bounds."""
+    if not episodes:
+        raise DatasetError(f"{path}: holds no episodes")
+    for i, ep in enumerate(episodes):
+        where = f"episode {i}"
+        for key in MINARI_KEYS:
+            _check_finite(path, f"{where}/{key}", np.asarray(getattr(ep, key), np.float64))
+        t = len(ep.rewards)
+        if t == 0:
+            raise DatasetError(f"{path}: {where} has no transitions")
+        for key, expect in (("observations", t + 1), ("actions", t), ("terminations", t), ("truncations", t)):
+            n = len(getattr(ep, key))
+            if n != expect:
+                raise DatasetError(f"{path}: key '{where}/{key}' has {n} rows, expected {expect} ({t} rewards)")
+        _check_width(path, f"{where}/observations", ep.observations, spec.obs_dim if spec else 0, spec)
+        _check_width(path, f"{where}/actions", ep.actions, spec.act_dim if spec else 0, spec)
+        if spec is not None:
+            low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
+            tol = 1e-6 * (1.0 + np.abs(high - low))
+            if np.any(ep.actions < low - tol) or np.any(ep.actions > high + tol):
+                raise DatasetError(
+                    f"{path}: key '{where}/actions' has values outside {spec.env_id}'s action bounds "
+                    f"[{list(spec.action_low)}, {list(spec.action_high)}]"
+                )
+
+
+# -------------------------------------------------------------------------------------------------- reading
+
+
+def _split_flat(path: Path, arrays: dict[str, np.ndarray]) -> list[Episode]:
+    """Split D4RL-style flat arrays into episodes at terminals and timeouts."""
+    for key in FLAT_REQUIRED:
+        if key not in arrays:
+            raise DatasetError(f"{path}: missing key '{key}' (a flat dataset needs {list(FLAT_REQUIRED)})")
+    n = len(arrays["rewards"])
+    keys = [*FLAT_REQUIRED, *(k for k in ("timeouts", "next_observations") if k in arrays)]
+    for key in keys:
+        x = np.asarray(arrays[key])
+        if len(x) != n:
+            raise DatasetError(f"{path}: key '{key}' has {len(x)} rows but 'rewards' has {n}")
+        if x.dtype.kind in "fc":
+            _check_finite(path, key, x)
+    obs = np.asarray(arrays["observations"], np.float32)
+    acts = np.asarray(arrays["actions"], np.float32)
+    for key, x in (("observations", obs), ("actions", acts)):
+        if x.ndim != 2:
+            raise DatasetError(f"{path}: key '{key}' must be 2-D (rows, features), got shape {x.shape}")
+    rewards = np.asarray(arrays["rewards"], np.float32).reshape(n)
+    terms = np.asarray(arrays["terminals"]).astype(bool).reshape(n)
+    timeouts = np.asarray(arrays.get("timeouts", np.zeros(n))).astype(bool).reshape(n)
+    next_obs = arrays.get("next_observations")
+    episodes, start = [], 0
+    for t in range(n):
+        last = t == n - 1
+        if not (terms[t] or timeouts[t] or last):
+            continue
+        sl = slice(start, t + 1)
+        if next_obs is not None:
+            observations = np.concatenate([obs[sl], np.asarray(next_obs[t:t + 1], np.float32)])
+            ep_act, ep_rew, ep_term = acts[sl], rewards[sl], terms[sl]
+        elif terms[t]:  # terminal: the next observation is never used (masked), repeat the last one
+            observations = np.concatenate([obs[sl], obs[t:t + 1]])
+            ep_act, ep_rew, ep_term = acts[sl], rewards[sl], terms[sl]
+        else:  # timeout without next_observations: drop the last transition (D4RL qlearning semantics)
+            observations = obs[sl]
+            ep_act, ep_rew, ep_term = acts[start:t], rewards[start:t], terms[start:t]
+        trunc = np.zeros(len(ep_rew), bool)
+        if len(ep_rew):
+            trunc[-1] = not ep_term[-1]
+            episodes.append(Episode(observations, ep_act, ep_rew, ep_term, trunc))
+        start = t + 1
+    return episodes
+
+
+def _read_minari(path: Path, f: h5py.File) -> list[Episode]:
+    names = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+    episodes = []
+    for name in names:
+        group = f[name]
+        for key in MINARI_KEYS:
+            if key not in group:
+                raise DatasetError(f"{path}: missing key '{name}/{key}'")
+        arrays = {key: np.asarray(group[key]) for key in MINARI_KEYS}
+        episodes.append(Episode(
+            arrays["observations"].astype(np.float32),
+            arrays["actions"].astype(np.float32),
+            arrays["rewards"].astype(np.float32).reshape(-1),
+            arrays["terminations"].astype(bool).reshape(-1),
+            arrays["truncations"].astype(bool).reshape(-1),
+        ))
+    return episodes
+
+
+def load_dataset(path: str | Path, spec: EnvSpec | None = None, env_id: str | None = None) -> EpisodeDataset:
+    """Read an NPZ or HDF5 dataset and validate it (against `spec` when given)."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    metadata: dict = {}
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            stored_id = str(arrays.pop("env_id")) if "env_id" in arrays else None
+            if "metadata" in arrays:
+                metadata = json.loads(str(arrays.pop("metadata")))
+            episodes = _split_flat(path, arrays)
+        elif suffix in (".h5", ".hdf5"):
+            with h5py.File(path, "r") as f:
+                stored_id = f.attrs.get("env_id")
+                metadata = json.loads(f.attrs.get("metadata", "{}"))
+                if any(k.startswith("episode_") for k in f.keys()):
+                    episodes = _read_minari(path, f)
+                else:
+                    episodes = _split_flat(path, {k: np.asarray(f[k]) for k in f.keys()})
+        else:
+            raise DatasetError(f"{path}: unknown format {suffix!r}; use .npz, .h5 or .hdf5")
+    except (OSError, ValueError, KeyError) as err:
+        if isinstance(err, DatasetError):
+            raise
+        raise DatasetError(f"{path}: cannot be read ({err})") from err
+    env_id = env_id or (str(stored_id) if stored_id is not None else None) or (spec.env_id if spec else "unknown")
+    if spec is not None and stored_id is not None and str(stored_id) != spec.env_id:
+        raise DatasetError(f"{path}: key 'env_id' is {stored_id!r}, but training is on {spec.env_id!r}")
+    validate_episodes(path, episodes, spec)
+    return EpisodeDataset(episodes, env_id, metadata)
+
+
+def save_dataset(dataset: EpisodeDataset, path: str | Path) -> Path:
+    """Write NPZ (flat D4RL layout) or HDF5 (Minari layout) by suffix, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    tmp = path.with_name(path.name + ".tmp")
+    if suffix == ".npz":
+        eps = dataset.episodes
+        with open(tmp, "wb") as fh:
+          np.savez_compressed(
+            fh,
+            observations=np.concatenate([e.observations[:-1] for e in eps]),
+            next_observations=np.concatenate([e.observations[1:] for e in eps]),
+            actions=np.concatenate([e.actions for e in eps]),
+            rewards=np.concatenate([e.rewards for e in eps]),
+            terminals=np.concatenate([e.terminations for e in eps]),
+            timeouts=np.concatenate([e.truncations | (np.arange(len(e)) == len(e) - 1) & ~e.terminations
+                                     for e in eps]),
+            env_id=np.asarray(dataset.env_id),
+            metadata=np.asarray(json.dumps(dataset.metadata)),
+          )
+        tmp.replace(path)
+    elif suffix in (".h5", ".hdf5"):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["env_id"] = dataset.env_id
+            f.attrs["metadata"] = json.dumps(dataset.metadata)
+            for i, ep in enumerate(dataset.episodes):
+                group = f.create_group(f"episode_{i}")
+                for key in MINARI_KEYS:
+                    group.create_dataset(key, data=getattr(ep, key))
+        tmp.replace(path)
+    else:
+        raise DatasetError(f"{path}: unknown format {suffix!r}; use .npz, .h5 or .hdf5")
+    return path

@@ -1,0 +1,1 @@
+"""Offline-to-online fine-tuning: CQL and Cal-QL on SAC."""

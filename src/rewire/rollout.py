@@ -1,0 +1,184 @@
+"""Environment interaction for a stack of agents: chunked collection and evaluation.
+
+`JaxRunner` steps JAX environments inside one jitted scan, vmapped over agents (and over episodes for
+evaluation). `GymRunner` steps Gymnasium environments in lockstep with one jitted, vmapped policy call per
+step. Both return NumPy arrays shaped (agents, steps, ...), actions in the unit box [-1, 1].
+`EpisodeAssembler` cuts collected chunks into finished episodes, so that only whole episodes, with their
+Monte-Carlo labels, ever reach a replay buffer.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rewire.envs import EnvSpec, make_gym, make_jax
+
+# act_fn(policy_params, obs, key, deterministic) -> action in [-1, 1]^A, for one agent and one observation.
+ActFn = Callable[[Any, jax.Array, jax.Array, bool], jax.Array]
+TRAJ_KEYS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+
+
+def scan_steps(env, env_params, act_fn: ActFn, deterministic: bool, num_steps: int, policy_params: Any,
+                env_state: Any, obs: jax.Array, key: jax.Array):
+    """`num_steps` steps of one environment with auto-reset; the true next observation is kept."""
+
+    def body(carry, k):
+        state, o = carry
+        k_act, k_env = jax.random.split(k)
+        a = act_fn(policy_params, o, k_act, deterministic)
+        o2, state2, r, term, trunc, info = env.step(k_env, state, a, env_params)
+        step = {"obs": o, "action": a, "reward": r, "next_obs": info["final_observation"],
+                "terminated": term, "truncated": trunc}
+        return (state2, o2), step
+
+    (env_state, obs), traj = jax.lax.scan(body, (env_state, obs), jax.random.split(key, num_steps))
+    return env_state, obs, traj
+
+
+def first_episode_metrics(reward: jax.Array, terminated: jax.Array, truncated: jax.Array) -> dict:
+    """Return, success and length of the first episode in a (..., steps) trajectory."""
+    done = (terminated | truncated).astype(jnp.float32)
+    alive = jnp.cumprod(1.0 - done, axis=-1)
+    alive = jnp.concatenate([jnp.ones_like(alive[..., :1]), alive[..., :-1]], axis=-1)  # alive before step t
+    return {
+        "return": (reward * alive).sum(-1),
+        "success": (terminated * alive).max(-1) > 0,
+        "length": alive.sum(-1),
+    }
+
+
+class JaxRunner:
+    """One JAX environment per agent, stepped in a jitted, vmapped scan."""
+
+    def __init__(self, spec: EnvSpec, act_fn: ActFn, num_agents: int, key: jax.Array):
+        self.spec = spec
+        self.env, self.env_params = make_jax(spec.env_id)
+        self.num_agents = num_agents
+        self.obs, self.env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
+            jax.random.split(key, num_agents), self.env_params
+        )
+        self._collect = jax.jit(
+            lambda n, pp, s, o, k: jax.vmap(partial(scan_steps, self.env, self.env_params, act_fn, False, n))(
+                pp, s, o, k
+            ),
+            static_argnums=0,
+        )
+
+        def evaluate(policy_params, key, episodes: int):
+            def one_agent(pp, k):
+                keys = jax.random.split(k, episodes)
+                obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.env_params)
+                run = partial(scan_steps, self.env, self.env_params, act_fn, True, spec.horizon, pp)
+                _, _, traj = jax.vmap(run)(state, obs, jax.random.split(jax.random.fold_in(k, 1), episodes))
+                return first_episode_metrics(traj["reward"], traj["terminated"], traj["truncated"])
+
+            return jax.vmap(one_agent)(policy_params, jax.random.split(key, self.num_agents))
+
+        self._evaluate = jax.jit(evaluate, static_argnums=2)
+
+    def collect(self, policy_params: Any, key: jax.Array, num_steps: int) -> dict[str, np.ndarray]:
+        keys = jax.random.split(key, self.num_agents)
+        self.env_state, self.obs, traj = self._collect(num_steps, policy_params, self.env_state, self.obs, keys)
+        return {k: np.asarray(v) for k, v in traj.items()}
+
+    def evaluate(self, policy_params: Any, key: jax.Array, episodes: int) -> dict[str, np.ndarray]:
+        """Deterministic-policy episodes per agent: arrays (agents, episodes)."""
+        return {k: np.asarray(v) for k, v in self._evaluate(policy_params, key, episodes).items()}
+
+    def state_dict(self) -> dict:
+        return {"obs": np.asarray(self.obs), "env_state": jax.device_get(self.env_state)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.obs = jnp.asarray(state["obs"])
+        self.env_state = jax.tree.map(jnp.asarray, state["env_state"])
+
+
+class GymRunner:
+    """Gymnasium environments in lockstep, one per agent; the policy is one jitted, vmapped call."""
+
+    def __init__(self, spec: EnvSpec, act_fn: ActFn, num_agents: int, key: jax.Array):
+        self.spec = spec
+        self.num_agents = num_agents
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        self.envs = [make_gym(spec.env_id) for _ in range(num_agents)]
+        self.obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)]).astype(np.float32)
+        self._act = jax.jit(jax.vmap(act_fn, in_axes=(0, 0, 0, None)), static_argnums=3)
+
+    def _step_all(self, envs, obs, policy_params, key, deterministic):
+        actions = np.asarray(self._act(policy_params, obs, jax.random.split(key, len(envs)), deterministic))
+        out = {k: [] for k in TRAJ_KEYS}
+        for env, o, a in zip(envs, obs, actions, strict=True):
+            o2, r, term, trunc, _ = env.step(self.spec.to_env_action(a))
+            for k, v in zip(TRAJ_KEYS, (o, a, r, o2, term, trunc), strict=True):
+                out[k].append(v)
+        return {k: np.asarray(v, np.float32 if k not in ("terminated", "truncated") else bool)
+                for k, v in out.items()}
+
+    def collect(self, policy_params: Any, key: jax.Array, num_steps: int) -> dict[str, np.ndarray]:
+        steps = []
+        for k in jax.random.split(key, num_steps):
+            step = self._step_all(self.envs, self.obs, policy_params, k, False)
+            done = step["terminated"] | step["truncated"]
+            self.obs = step["next_obs"].copy()
+            for i in np.flatnonzero(done):
+                self.obs[i] = self.envs[i].reset()[0]
+            steps.append(step)
+        return {k: np.stack([s[k] for s in steps], axis=1) for k in TRAJ_KEYS}
+
+    def evaluate(self, policy_params: Any, key: jax.Array, episodes: int) -> dict[str, np.ndarray]:
+        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        envs = [make_gym(self.spec.env_id) for _ in range(self.num_agents * episodes)]
+        obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
+        params = jax.tree.map(lambda x: jnp.repeat(x, episodes, axis=0), policy_params)
+        traj = []
+        for k in jax.random.split(key, self.spec.horizon):
+            step = self._step_all(envs, obs, params, k, True)
+            obs = step["next_obs"]
+            traj.append(step)
+        stacked = {k: jnp.asarray(np.stack([s[k] for s in traj], axis=-1)) for k in ("reward", "terminated",
+                                                                                     "truncated")}
+        metrics = first_episode_metrics(stacked["reward"], stacked["terminated"], stacked["truncated"])
+        for env in envs:
+            env.close()
+        return {k: np.asarray(v).reshape(self.num_agents, episodes) for k, v in metrics.items()}
+
+    def state_dict(self) -> dict:
+        return {"obs": self.obs.copy(), "envs": pickle.dumps(self.envs)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.obs = np.asarray(state["obs"], np.float32)
+        self.envs = pickle.loads(state["envs"])
+
+
+def make_runner(spec: EnvSpec, act_fn: ActFn, num_agents: int, key: jax.Array) -> JaxRunner | GymRunner:
+    return (JaxRunner if spec.is_jax else GymRunner)(spec, act_fn, num_agents, key)
+
+
+class EpisodeAssembler:
+    """Holds each agent's unfinished episode; `add` returns the episodes that a chunk finished."""
+
+    def __init__(self, num_agents: int):
+        self.pending: list[dict[str, np.ndarray] | None] = [None] * num_agents
+
+    def add(self, traj: dict[str, np.ndarray]) -> list[list[dict[str, np.ndarray]]]:
+        finished: list[list[dict[str, np.ndarray]]] = []
+        for i in range(len(self.pending)):
+            chunk = {k: traj[k][i] for k in TRAJ_KEYS}
+            if self.pending[i] is not None:
+                chunk = {k: np.concatenate([self.pending[i][k], chunk[k]]) for k in TRAJ_KEYS}
+            ends = np.flatnonzero(chunk["terminated"] | chunk["truncated"])
+            episodes, start = [], 0
+            for end in ends:
+                episodes.append({k: v[start:end + 1] for k, v in chunk.items()})
+                start = end + 1
+            rest = {k: v[start:] for k, v in chunk.items()}
+            self.pending[i] = rest if len(rest["reward"]) else None
+            finished.append(episodes)
+        return finished

@@ -1,0 +1,15 @@
+import os
+
+import pytest
+
+from rewire.jaxcache import enable_compilation_cache
+
+enable_compilation_cache(os.environ.get("REWIRE_JAX_CACHE"))
+
+
+@pytest.fixture(scope="session")
+def umaze_dataset():
+    from rewire.data.generate import scripted_dataset
+    from rewire.envs import make_spec, maze_id
+
+    return scripted_dataset(make_spec(maze_id("umaze")), 60, seed=0)
