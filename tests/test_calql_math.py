@@ -25,15 +25,18 @@ MC = jnp.array([-1.0, 0.0])
 
 
 def entries(calibrate, mc=MC, config=CFG, q_cur=Q_CUR):
-    return cql.cql_logsumexp_entries(config, Q_UNIFORM, Q_NEXT, LOGP_NEXT, q_cur, LOGP_CUR, Q_DATA, mc,
-                                     jnp.asarray(calibrate))
+    return cql.cql_logsumexp_entries(
+        config, Q_UNIFORM, Q_NEXT, LOGP_NEXT, q_cur, LOGP_CUR, Q_DATA, mc, jnp.asarray(calibrate)
+    )
 
 
 # uniform: Q + |A| log 2; next- and current-policy: max(Q, g) - log pi, floored before subtracting
-HAND_FLOORED = np.array([
-    [1 + LOG2, 2 + LOG2, -1 - 0.1, 0.5 - 0.2, -1 - 0.5, 1 - 0.6],
-    [0 + LOG2, -1 + LOG2, 2 - 0.3, 0 - 0.4, 0 - 0.7, 3 - 0.8],
-])
+HAND_FLOORED = np.array(
+    [
+        [1 + LOG2, 2 + LOG2, -1 - 0.1, 0.5 - 0.2, -1 - 0.5, 1 - 0.6],
+        [0 + LOG2, -1 + LOG2, 2 - 0.3, 0 - 0.4, 0 - 0.7, 3 - 0.8],
+    ]
+)
 
 
 def test_floor_matches_hand_values():
@@ -42,10 +45,12 @@ def test_floor_matches_hand_values():
 
 def test_floor_off_differs_exactly_on_floored_entries():
     on, off = np.asarray(entries(True)), np.asarray(entries(False))
-    expected_off = np.array([
-        [1 + LOG2, 2 + LOG2, -3 - 0.1, 0.5 - 0.2, -4 - 0.5, 1 - 0.6],
-        [0 + LOG2, -1 + LOG2, 2 - 0.3, -6 - 0.4, -2 - 0.7, 3 - 0.8],
-    ])
+    expected_off = np.array(
+        [
+            [1 + LOG2, 2 + LOG2, -3 - 0.1, 0.5 - 0.2, -4 - 0.5, 1 - 0.6],
+            [0 + LOG2, -1 + LOG2, 2 - 0.3, -6 - 0.4, -2 - 0.7, 3 - 0.8],
+        ]
+    )
     np.testing.assert_allclose(off, expected_off, rtol=1e-6)
     floored = np.array([[0, 0, 1, 0, 1, 0], [0, 0, 0, 1, 1, 0]], bool)
     assert np.all((on != off) == floored)
@@ -58,9 +63,13 @@ def test_cql_gap_by_hand():
 
 
 def test_floored_entries_have_zero_gradient():
-    grad = jax.grad(lambda q: jax.nn.logsumexp(entries(True, mc=jnp.array([10.0, 10.0]), q_cur=q)).sum())(Q_CUR)
+    grad = jax.grad(lambda q: jax.nn.logsumexp(entries(True, mc=jnp.array([10.0, 10.0]), q_cur=q)).sum())(
+        Q_CUR
+    )
     np.testing.assert_array_equal(grad, 0.0)
-    grad_off = jax.grad(lambda q: jax.nn.logsumexp(entries(False, mc=jnp.array([10.0, 10.0]), q_cur=q)).sum())(Q_CUR)
+    grad_off = jax.grad(
+        lambda q: jax.nn.logsumexp(entries(False, mc=jnp.array([10.0, 10.0]), q_cur=q)).sum()
+    )(Q_CUR)
     assert np.all(np.asarray(grad_off) > 0)
 
 
@@ -97,15 +106,19 @@ def test_termination_masks_the_return():
 def _batch(key, n=16):
     k = jax.random.split(key, 4)
     return Transition(
-        obs=jax.random.normal(k[0], (n, 2)), action=jax.random.uniform(k[1], (n, 1), minval=-0.9, maxval=0.9),
-        reward=jax.random.normal(k[2], (n,)), next_obs=jax.random.normal(k[3], (n, 2)),
-        terminal=jnp.zeros(n), mc_return=jnp.full(n, -3.0),
+        obs=jax.random.normal(k[0], (n, 2)),
+        action=jax.random.uniform(k[1], (n, 1), minval=-0.9, maxval=0.9),
+        reward=jax.random.normal(k[2], (n,)),
+        next_obs=jax.random.normal(k[3], (n, 2)),
+        terminal=jnp.zeros(n),
+        mc_return=jnp.full(n, -3.0),
     )
 
 
 def _grads(state, batch, config=CFG, calibrate=True):
-    return jax.grad(cql.losses, has_aux=True)(state.params, state.target_critic, jnp.asarray(calibrate), batch,
-                                              jax.random.PRNGKey(5), config)[0]
+    return jax.grad(cql.losses, has_aux=True)(
+        state.params, state.target_critic, jnp.asarray(calibrate), batch, jax.random.PRNGKey(5), config
+    )[0]
 
 
 def test_critic_only_terms_leave_the_actor_gradient_alone():
@@ -121,8 +134,11 @@ def test_critic_only_terms_leave_the_actor_gradient_alone():
 def test_low_floor_makes_calql_equal_cql():
     state = cql.init(jax.random.PRNGKey(0), CFG)
     batch = _batch(jax.random.PRNGKey(1))._replace(mc_return=jnp.full(16, -1e6))
-    for a, b in zip(jax.tree.leaves(_grads(state, batch, calibrate=True)),
-                    jax.tree.leaves(_grads(state, batch, calibrate=False)), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(_grads(state, batch, calibrate=True)),
+        jax.tree.leaves(_grads(state, batch, calibrate=False)),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
 
 

@@ -15,13 +15,15 @@ def tiny_dataset():
     rng = np.random.default_rng(0)
     eps = []
     for length, success in ((3, True), (4, False)):
-        eps.append(Episode(
-            observations=rng.normal(size=(length + 1, 2)).astype(np.float32),
-            actions=rng.uniform(-1, 1, size=(length, 2)).astype(np.float32),
-            rewards=np.array([0.0] * (length - 1) + [float(success)], np.float32),
-            terminations=np.array([False] * (length - 1) + [success]),
-            truncations=np.array([False] * (length - 1) + [not success]),
-        ))
+        eps.append(
+            Episode(
+                observations=rng.normal(size=(length + 1, 2)).astype(np.float32),
+                actions=rng.uniform(-1, 1, size=(length, 2)).astype(np.float32),
+                rewards=np.array([0.0] * (length - 1) + [float(success)], np.float32),
+                terminations=np.array([False] * (length - 1) + [success]),
+                truncations=np.array([False] * (length - 1) + [not success]),
+            )
+        )
     return EpisodeDataset(eps, SPEC.env_id, {"source": "test"})
 
 
@@ -72,15 +74,18 @@ def write_npz(tmp_path, **overrides):
     return path
 
 
-@pytest.mark.parametrize("overrides, key, problem", [
-    ({"rewards": None}, "rewards", "missing key"),
-    ({"actions": np.zeros((5, 2), np.float32)}, "actions", "5 rows"),
-    ({"rewards": np.array([0, 0, np.nan, 0, 0, 0], np.float32)}, "rewards", "NaN/inf"),
-    ({"observations": np.full((6, 2), np.inf, np.float32)}, "observations", "NaN/inf"),
-    ({"observations": np.zeros((6, 3), np.float32)}, "observations", "needs 2 features"),
-    ({"actions": np.full((6, 2), 1.5, np.float32)}, "actions", "action bounds"),
-    ({"env_id": np.asarray("Pendulum-v1")}, "env_id", "training is on"),
-])
+@pytest.mark.parametrize(
+    "overrides, key, problem",
+    [
+        ({"rewards": None}, "rewards", "missing key"),
+        ({"actions": np.zeros((5, 2), np.float32)}, "actions", "5 rows"),
+        ({"rewards": np.array([0, 0, np.nan, 0, 0, 0], np.float32)}, "rewards", "NaN/inf"),
+        ({"observations": np.full((6, 2), np.inf, np.float32)}, "observations", "NaN/inf"),
+        ({"observations": np.zeros((6, 3), np.float32)}, "observations", "needs 2 features"),
+        ({"actions": np.full((6, 2), 1.5, np.float32)}, "actions", "action bounds"),
+        ({"env_id": np.asarray("Pendulum-v1")}, "env_id", "training is on"),
+    ],
+)
 def test_bad_files_are_refused_with_file_key_and_problem(tmp_path, overrides, key, problem):
     path = write_npz(tmp_path, **overrides)
     with pytest.raises(DatasetError) as err:

@@ -9,8 +9,16 @@ from rewire.finetune import cql
 from rewire.finetune.trainer import FinetuneConfig, Finetuner
 
 TINY = FinetuneConfig(
-    env_id="PointMaze-umaze-v0", seeds=1, offline_steps=200, offline_block=100, online_steps=100, chunk=25,
-    eval_every=50, offline_eval_every=100, eval_episodes=2, probe_size=64,
+    env_id="PointMaze-umaze-v0",
+    seeds=1,
+    offline_steps=200,
+    offline_block=100,
+    online_steps=100,
+    chunk=25,
+    eval_every=50,
+    offline_eval_every=100,
+    eval_episodes=2,
+    probe_size=64,
     agent=cql.CQLConfig(actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=32, cql_n_actions=2),
 )
 
@@ -48,8 +56,10 @@ def test_same_seed_same_run(full_run, umaze_dataset):
 
 def test_other_seed_other_run(full_run, umaze_dataset):
     other = Finetuner(TINY.__class__(**{**TINY.__dict__, "seed": 1}), umaze_dataset)
-    assert not np.array_equal(np.asarray(jax.tree.leaves(other.states.params)[0]),
-                              np.asarray(jax.tree.leaves(full_run.states.params)[0]))
+    assert not np.array_equal(
+        np.asarray(jax.tree.leaves(other.states.params)[0]),
+        np.asarray(jax.tree.leaves(full_run.states.params)[0]),
+    )
 
 
 @pytest.mark.parametrize("stop_after", [1, 4])  # mid-offline, and mid-online with a pending episode

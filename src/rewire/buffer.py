@@ -36,7 +36,11 @@ def buffer_init(obs_dim: int, act_dim: int, capacity: int) -> Buffer:
     """An empty buffer of fixed capacity (shapes stay static under jit)."""
     z = jnp.zeros
     data = Transition(
-        z((capacity, obs_dim)), z((capacity, act_dim)), z(capacity), z((capacity, obs_dim)), z(capacity),
+        z((capacity, obs_dim)),
+        z((capacity, act_dim)),
+        z(capacity),
+        z((capacity, obs_dim)),
+        z(capacity),
         z(capacity),
     )
     return Buffer(data, jnp.int32(0), jnp.int32(0))
@@ -72,7 +76,9 @@ def buffer_sample(buf: Buffer, key: jax.Array, batch_size: int) -> Transition:
     return jax.tree.map(lambda x: x[idx], buf.data)
 
 
-def sample_mixed(offline: Buffer, online: Buffer, key: jax.Array, batch_size: int, mixing: float) -> Transition:
+def sample_mixed(
+    offline: Buffer, online: Buffer, key: jax.Array, batch_size: int, mixing: float
+) -> Transition:
     """int(batch_size * mixing) rows from `offline`, the rest from `online` (from `offline` while `online`
     is still empty)."""
     n_off = int(batch_size * mixing)

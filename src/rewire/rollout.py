@@ -25,8 +25,17 @@ ActFn = Callable[[Any, jax.Array, jax.Array, bool], jax.Array]
 TRAJ_KEYS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
 
 
-def scan_steps(env, env_params, act_fn: ActFn, deterministic: bool, num_steps: int, policy_params: Any,
-                env_state: Any, obs: jax.Array, key: jax.Array):
+def scan_steps(
+    env,
+    env_params,
+    act_fn: ActFn,
+    deterministic: bool,
+    num_steps: int,
+    policy_params: Any,
+    env_state: Any,
+    obs: jax.Array,
+    key: jax.Array,
+):
     """`num_steps` steps of one environment with auto-reset; the true next observation is kept."""
 
     def body(carry, k):
@@ -34,8 +43,14 @@ def scan_steps(env, env_params, act_fn: ActFn, deterministic: bool, num_steps: i
         k_act, k_env = jax.random.split(k)
         a = act_fn(policy_params, o, k_act, deterministic)
         o2, state2, r, term, trunc, info = env.step(k_env, state, a, env_params)
-        step = {"obs": o, "action": a, "reward": r, "next_obs": info["final_observation"],
-                "terminated": term, "truncated": trunc}
+        step = {
+            "obs": o,
+            "action": a,
+            "reward": r,
+            "next_obs": info["final_observation"],
+            "terminated": term,
+            "truncated": trunc,
+        }
         return (state2, o2), step
 
     (env_state, obs), traj = jax.lax.scan(body, (env_state, obs), jax.random.split(key, num_steps))
@@ -85,7 +100,9 @@ class JaxRunner:
 
     def collect(self, policy_params: Any, key: jax.Array, num_steps: int) -> dict[str, np.ndarray]:
         keys = jax.random.split(key, self.num_agents)
-        self.env_state, self.obs, traj = self._collect(num_steps, policy_params, self.env_state, self.obs, keys)
+        self.env_state, self.obs, traj = self._collect(
+            num_steps, policy_params, self.env_state, self.obs, keys
+        )
         return {k: np.asarray(v) for k, v in traj.items()}
 
     def evaluate(self, policy_params: Any, key: jax.Array, episodes: int) -> dict[str, np.ndarray]:
@@ -108,7 +125,9 @@ class GymRunner:
         self.num_agents = num_agents
         seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
         self.envs = [make_gym(spec.env_id) for _ in range(num_agents)]
-        self.obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)]).astype(np.float32)
+        self.obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)]).astype(
+            np.float32
+        )
         self._act = jax.jit(jax.vmap(act_fn, in_axes=(0, 0, 0, None)), static_argnums=3)
 
     def _step_all(self, envs, obs, policy_params, key, deterministic):
@@ -118,8 +137,10 @@ class GymRunner:
             o2, r, term, trunc, _ = env.step(self.spec.to_env_action(a))
             for k, v in zip(TRAJ_KEYS, (o, a, r, o2, term, trunc), strict=True):
                 out[k].append(v)
-        return {k: np.asarray(v, np.float32 if k not in ("terminated", "truncated") else bool)
-                for k, v in out.items()}
+        return {
+            k: np.asarray(v, np.float32 if k not in ("terminated", "truncated") else bool)
+            for k, v in out.items()
+        }
 
     def collect(self, policy_params: Any, key: jax.Array, num_steps: int) -> dict[str, np.ndarray]:
         steps = []
@@ -142,8 +163,10 @@ class GymRunner:
             step = self._step_all(envs, obs, params, k, True)
             obs = step["next_obs"]
             traj.append(step)
-        stacked = {k: jnp.asarray(np.stack([s[k] for s in traj], axis=-1)) for k in ("reward", "terminated",
-                                                                                     "truncated")}
+        stacked = {
+            k: jnp.asarray(np.stack([s[k] for s in traj], axis=-1))
+            for k in ("reward", "terminated", "truncated")
+        }
         metrics = first_episode_metrics(stacked["reward"], stacked["terminated"], stacked["truncated"])
         for env in envs:
             env.close()
@@ -176,7 +199,7 @@ class EpisodeAssembler:
             ends = np.flatnonzero(chunk["terminated"] | chunk["truncated"])
             episodes, start = [], 0
             for end in ends:
-                episodes.append({k: v[start:end + 1] for k, v in chunk.items()})
+                episodes.append({k: v[start : end + 1] for k, v in chunk.items()})
                 start = end + 1
             rest = {k: v[start:] for k, v in chunk.items()}
             self.pending[i] = rest if len(rest["reward"]) else None

@@ -64,8 +64,16 @@ class EpisodeDataset:
             "env_id": self.env_id,
             "episodes": len(self.episodes),
             "transitions": int(lengths.sum()),
-            "episode_length": {"mean": float(lengths.mean()), "min": int(lengths.min()), "max": int(lengths.max())},
-            "return": {"mean": float(returns.mean()), "min": float(returns.min()), "max": float(returns.max())},
+            "episode_length": {
+                "mean": float(lengths.mean()),
+                "min": int(lengths.min()),
+                "max": int(lengths.max()),
+            },
+            "return": {
+                "mean": float(returns.mean()),
+                "min": float(returns.min()),
+                "max": float(returns.max()),
+            },
             "terminated_fraction": float(np.mean([e.success for e in self.episodes])),
             "obs_dim": int(self.episodes[0].observations.shape[1]),
             "act_dim": int(self.episodes[0].actions.shape[1]),
@@ -73,8 +81,9 @@ class EpisodeDataset:
         }
 
 
-def mc_returns(rewards: np.ndarray, terminations: np.ndarray, gamma: float, sparse: bool, failure_reward: float
-               ) -> np.ndarray:
+def mc_returns(
+    rewards: np.ndarray, terminations: np.ndarray, gamma: float, sparse: bool, failure_reward: float
+) -> np.ndarray:
     """Discounted return-to-go of one episode, in the units of `rewards` (already scaled).
 
     g_t = r_t + gamma (1 - term_t) g_{t+1} with g_T = 0 (no bootstrap at a truncated end). On sparse tasks an
@@ -92,21 +101,24 @@ def mc_returns(rewards: np.ndarray, terminations: np.ndarray, gamma: float, spar
     return out.astype(np.float32)
 
 
-def episodes_to_transitions(episodes: list[Episode], spec: EnvSpec, gamma: float, reward_scale: float,
-                            reward_bias: float) -> Transition:
+def episodes_to_transitions(
+    episodes: list[Episode], spec: EnvSpec, gamma: float, reward_scale: float, reward_bias: float
+) -> Transition:
     """Flatten episodes into transitions with scaled rewards, unit-box actions and MC labels."""
     parts = []
     r_neg = spec.failure_reward * reward_scale + reward_bias
     for ep in episodes:
         rewards = ep.rewards * reward_scale + reward_bias
-        parts.append(Transition(
-            obs=ep.observations[:-1],
-            action=np.clip(spec.to_unit_action(ep.actions), -ACTION_CLIP, ACTION_CLIP),
-            reward=rewards,
-            next_obs=ep.observations[1:],
-            terminal=ep.terminations.astype(np.float32),
-            mc_return=mc_returns(rewards, ep.terminations, gamma, spec.sparse, r_neg),
-        ))
+        parts.append(
+            Transition(
+                obs=ep.observations[:-1],
+                action=np.clip(spec.to_unit_action(ep.actions), -ACTION_CLIP, ACTION_CLIP),
+                reward=rewards,
+                next_obs=ep.observations[1:],
+                terminal=ep.terminations.astype(np.float32),
+                mc_return=mc_returns(rewards, ep.terminations, gamma, spec.sparse, r_neg),
+            )
+        )
     return Transition(*(np.concatenate(xs).astype(np.float32) for xs in zip(*parts, strict=True)))
 
 
@@ -143,7 +155,9 @@ def validate_episodes(path: Path, episodes: list[Episode], spec: EnvSpec | None)
         for key, expect in (("observations", t + 1), ("actions", t), ("terminations", t), ("truncations", t)):
             n = len(getattr(ep, key))
             if n != expect:
-                raise DatasetError(f"{path}: key '{where}/{key}' has {n} rows, expected {expect} ({t} rewards)")
+                raise DatasetError(
+                    f"{path}: key '{where}/{key}' has {n} rows, expected {expect} ({t} rewards)"
+                )
         _check_width(path, f"{where}/observations", ep.observations, spec.obs_dim if spec else 0, spec)
         _check_width(path, f"{where}/actions", ep.actions, spec.act_dim if spec else 0, spec)
         if spec is not None:
@@ -188,10 +202,10 @@ def _split_flat(path: Path, arrays: dict[str, np.ndarray]) -> list[Episode]:
             continue
         sl = slice(start, t + 1)
         if next_obs is not None:
-            observations = np.concatenate([obs[sl], np.asarray(next_obs[t:t + 1], np.float32)])
+            observations = np.concatenate([obs[sl], np.asarray(next_obs[t : t + 1], np.float32)])
             ep_act, ep_rew, ep_term = acts[sl], rewards[sl], terms[sl]
         elif terms[t]:  # terminal: the next observation is never used (masked), repeat the last one
-            observations = np.concatenate([obs[sl], obs[t:t + 1]])
+            observations = np.concatenate([obs[sl], obs[t : t + 1]])
             ep_act, ep_rew, ep_term = acts[sl], rewards[sl], terms[sl]
         else:  # timeout without next_observations: drop the last transition (D4RL qlearning semantics)
             observations = obs[sl]
@@ -213,13 +227,15 @@ def _read_minari(path: Path, f: h5py.File) -> list[Episode]:
             if key not in group:
                 raise DatasetError(f"{path}: missing key '{name}/{key}'")
         arrays = {key: np.asarray(group[key]) for key in MINARI_KEYS}
-        episodes.append(Episode(
-            arrays["observations"].astype(np.float32),
-            arrays["actions"].astype(np.float32),
-            arrays["rewards"].astype(np.float32).reshape(-1),
-            arrays["terminations"].astype(bool).reshape(-1),
-            arrays["truncations"].astype(bool).reshape(-1),
-        ))
+        episodes.append(
+            Episode(
+                arrays["observations"].astype(np.float32),
+                arrays["actions"].astype(np.float32),
+                arrays["rewards"].astype(np.float32).reshape(-1),
+                arrays["terminations"].astype(bool).reshape(-1),
+                arrays["truncations"].astype(bool).reshape(-1),
+            )
+        )
     return episodes
 
 
@@ -252,7 +268,9 @@ def load_dataset(path: str | Path, spec: EnvSpec | None = None, env_id: str | No
         if isinstance(err, DatasetError):
             raise
         raise DatasetError(f"{path}: cannot be read ({err})") from err
-    env_id = env_id or (str(stored_id) if stored_id is not None else None) or (spec.env_id if spec else "unknown")
+    env_id = (
+        env_id or (str(stored_id) if stored_id is not None else None) or (spec.env_id if spec else "unknown")
+    )
     if spec is not None and stored_id is not None and str(stored_id) != spec.env_id:
         raise DatasetError(f"{path}: key 'env_id' is {stored_id!r}, but training is on {spec.env_id!r}")
     validate_episodes(path, episodes, spec)
@@ -268,18 +286,19 @@ def save_dataset(dataset: EpisodeDataset, path: str | Path) -> Path:
     if suffix == ".npz":
         eps = dataset.episodes
         with open(tmp, "wb") as fh:
-          np.savez_compressed(
-            fh,
-            observations=np.concatenate([e.observations[:-1] for e in eps]),
-            next_observations=np.concatenate([e.observations[1:] for e in eps]),
-            actions=np.concatenate([e.actions for e in eps]),
-            rewards=np.concatenate([e.rewards for e in eps]),
-            terminals=np.concatenate([e.terminations for e in eps]),
-            timeouts=np.concatenate([e.truncations | (np.arange(len(e)) == len(e) - 1) & ~e.terminations
-                                     for e in eps]),
-            env_id=np.asarray(dataset.env_id),
-            metadata=np.asarray(json.dumps(dataset.metadata)),
-          )
+            np.savez_compressed(
+                fh,
+                observations=np.concatenate([e.observations[:-1] for e in eps]),
+                next_observations=np.concatenate([e.observations[1:] for e in eps]),
+                actions=np.concatenate([e.actions for e in eps]),
+                rewards=np.concatenate([e.rewards for e in eps]),
+                terminals=np.concatenate([e.terminations for e in eps]),
+                timeouts=np.concatenate(
+                    [e.truncations | (np.arange(len(e)) == len(e) - 1) & ~e.terminations for e in eps]
+                ),
+                env_id=np.asarray(dataset.env_id),
+                metadata=np.asarray(json.dumps(dataset.metadata)),
+            )
         tmp.replace(path)
     elif suffix in (".h5", ".hdf5"):
         with h5py.File(tmp, "w") as f:

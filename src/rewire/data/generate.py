@@ -38,21 +38,35 @@ def _mountain_car(noise: float) -> HostPolicy:
     return act
 
 
-SCRIPTED: dict[str, Callable[[float], HostPolicy]] = {"Pendulum-v1": _pendulum, "MountainCarContinuous-v0": _mountain_car}
+SCRIPTED: dict[str, Callable[[float], HostPolicy]] = {
+    "Pendulum-v1": _pendulum,
+    "MountainCarContinuous-v0": _mountain_car,
+}
 
 
 def _cut_first_episode(traj: dict[str, np.ndarray]) -> Episode:
     done = traj["terminated"] | traj["truncated"]
     end = int(np.argmax(done)) + 1 if done.any() else len(done)
-    obs = np.concatenate([traj["obs"][:end], traj["next_obs"][end - 1:end]])
+    obs = np.concatenate([traj["obs"][:end], traj["next_obs"][end - 1 : end]])
     trunc = np.asarray(traj["truncated"][:end]).copy()
     trunc[-1] = trunc[-1] or not traj["terminated"][end - 1]
-    return Episode(obs.astype(np.float32), traj["action"][:end].astype(np.float32),
-                   traj["reward"][:end].astype(np.float32), traj["terminated"][:end].astype(bool), trunc)
+    return Episode(
+        obs.astype(np.float32),
+        traj["action"][:end].astype(np.float32),
+        traj["reward"][:end].astype(np.float32),
+        traj["terminated"][:end].astype(bool),
+        trunc,
+    )
 
 
-def maze_dataset(spec: EnvSpec, episodes: int, seed: int, noise: float = 0.6, random_fraction: float = 0.5,
-                 gain: float = 0.9) -> EpisodeDataset:
+def maze_dataset(
+    spec: EnvSpec,
+    episodes: int,
+    seed: int,
+    noise: float = 0.6,
+    random_fraction: float = 0.5,
+    gain: float = 0.9,
+) -> EpisodeDataset:
     """AntMaze-"diverse"-like data (method note, 4.4): a share of episodes follows the layout's route, the
     rest heads for a random waypoint; every action carries Gaussian noise."""
     env, params = make_jax(spec.env_id)
@@ -64,7 +78,9 @@ def maze_dataset(spec: EnvSpec, episodes: int, seed: int, noise: float = 0.6, ra
 
     def act(pp, obs, k, deterministic):
         to_wp = pp["waypoint"] - obs
-        direction = jnp.where(pp["random"], to_wp / (jnp.linalg.norm(to_wp) + 1e-6), env.scripted_direction(obs))
+        direction = jnp.where(
+            pp["random"], to_wp / (jnp.linalg.norm(to_wp) + 1e-6), env.scripted_direction(obs)
+        )
         return jnp.clip(gain * direction + noise * jax.random.normal(k, (2,)), -1.0, 1.0)
 
     def one(pp, k):
@@ -75,19 +91,28 @@ def maze_dataset(spec: EnvSpec, episodes: int, seed: int, noise: float = 0.6, ra
     trajs = jax.jit(jax.vmap(one))(policy_params, jax.random.split(k_run, episodes))
     trajs = {k: np.asarray(v) for k, v in trajs.items()}
     eps = [_cut_first_episode({k: v[i] for k, v in trajs.items()}) for i in range(episodes)]
-    meta = {"generator": "scripted-maze", "noise": noise, "random_fraction": random_fraction, "gain": gain,
-            "seed": seed}
+    meta = {
+        "generator": "scripted-maze",
+        "noise": noise,
+        "random_fraction": random_fraction,
+        "gain": gain,
+        "seed": seed,
+    }
     return EpisodeDataset(eps, spec.env_id, meta)
 
 
-def host_policy_dataset(spec: EnvSpec, policy: HostPolicy, episodes: int, seed: int, meta: dict) -> EpisodeDataset:
+def host_policy_dataset(
+    spec: EnvSpec, policy: HostPolicy, episodes: int, seed: int, meta: dict
+) -> EpisodeDataset:
     """Roll a NumPy policy in a Gymnasium env; actions are stored in the env's own units."""
     env = make_gym(spec.env_id)
     rng = np.random.default_rng(seed)
     eps = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
-        steps: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")}
+        steps: dict[str, list] = {
+            k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+        }
         done = False
         while not done:
             a = spec.to_env_action(policy(np.asarray(obs, np.float32), rng))
@@ -110,12 +135,23 @@ def scripted_dataset(spec: EnvSpec, episodes: int, seed: int, noise: float | Non
             "Pass --policy CHECKPOINT to roll a saved policy instead."
         )
     noise = 0.3 if noise is None else noise
-    return host_policy_dataset(spec, SCRIPTED[spec.env_id](noise), episodes, seed,
-                               {"generator": f"scripted-{spec.env_id}", "noise": noise})
+    return host_policy_dataset(
+        spec,
+        SCRIPTED[spec.env_id](noise),
+        episodes,
+        seed,
+        {"generator": f"scripted-{spec.env_id}", "noise": noise},
+    )
 
 
-def policy_dataset(spec: EnvSpec, act: Callable[[np.ndarray, jax.Array], np.ndarray], episodes: int, seed: int,
-                   noise: float, source: str) -> EpisodeDataset:
+def policy_dataset(
+    spec: EnvSpec,
+    act: Callable[[np.ndarray, jax.Array], np.ndarray],
+    episodes: int,
+    seed: int,
+    noise: float,
+    source: str,
+) -> EpisodeDataset:
     """Roll a saved policy (plus Gaussian action noise) through the env's Gymnasium interface."""
     key = [jax.random.PRNGKey(seed)]
 
@@ -123,6 +159,6 @@ def policy_dataset(spec: EnvSpec, act: Callable[[np.ndarray, jax.Array], np.ndar
         key[0], k = jax.random.split(key[0])
         return np.clip(np.asarray(act(obs, k)) + noise * rng.standard_normal(spec.act_dim), -1.0, 1.0)
 
-    return host_policy_dataset(spec, policy, episodes, seed, {"generator": "policy", "policy": source,
-                                                               "noise": noise})
-
+    return host_policy_dataset(
+        spec, policy, episodes, seed, {"generator": "policy", "policy": source, "noise": noise}
+    )

@@ -44,7 +44,7 @@ def maze_id(layout: str) -> str:
 
 
 def maze_layout(env_id: str) -> str:
-    return env_id[len(MAZE_PREFIX):].rsplit("-v", 1)[0]
+    return env_id[len(MAZE_PREFIX) :].rsplit("-v", 1)[0]
 
 
 def make_spec(env_id: str) -> EnvSpec:
@@ -64,8 +64,14 @@ def make_spec(env_id: str) -> EnvSpec:
             raise ValueError(f"{env_id} has observations of shape {obs_shape}; rewire needs a flat vector")
         horizon = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
         return EnvSpec(
-            env_id, int(obs_shape[0]), int(space.shape[0]), int(horizon), False, 0.0,
-            tuple(float(x) for x in space.low), tuple(float(x) for x in space.high),
+            env_id,
+            int(obs_shape[0]),
+            int(space.shape[0]),
+            int(horizon),
+            False,
+            0.0,
+            tuple(float(x) for x in space.low),
+            tuple(float(x) for x in space.high),
         )
     finally:
         env.close()
@@ -74,7 +80,9 @@ def make_spec(env_id: str) -> EnvSpec:
 def make_gym(env_id: str) -> gymnasium.Env:
     """A Gymnasium env by id (mazes through their Gymnasium wrapper), with a clear error for unknown ids."""
     if env_id.startswith(MAZE_PREFIX):
-        return gymnasium.wrappers.TimeLimit(PointMazeGym(maze_layout(env_id)), MazeParams().max_steps_in_episode)
+        return gymnasium.wrappers.TimeLimit(
+            PointMazeGym(maze_layout(env_id)), MazeParams().max_steps_in_episode
+        )
     try:
         return gymnasium.make(env_id)
     except gymnasium.error.Error as err:

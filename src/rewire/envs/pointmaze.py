@@ -145,6 +145,8 @@ class PointMazeGym(gymnasium.Env):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
         self._key, key = jax.random.split(self._key)
-        obs, self._state, reward, terminated, info = self._step(key, self._state, jnp.asarray(action), self.params)
+        obs, self._state, reward, terminated, info = self._step(
+            key, self._state, jnp.asarray(action), self.params
+        )
         truncated = bool(self._state.time >= self.params.max_steps_in_episode) and not bool(terminated)
         return np.asarray(obs), float(reward), bool(terminated), truncated, {"success": bool(info["success"])}

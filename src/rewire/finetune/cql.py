@@ -110,7 +110,9 @@ def policy_dist(config: CQLConfig, actor_params: Any, obs: jax.Array) -> tuple[j
     return actor.apply({"params": actor_params}, obs)
 
 
-def act(config: CQLConfig, actor_params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+def act(
+    config: CQLConfig, actor_params: Any, obs: jax.Array, key: jax.Array, deterministic: bool
+) -> jax.Array:
     """Evaluation uses tanh(mean); exploration samples the tanh-Gaussian."""
     mean, log_std = policy_dist(config, actor_params, obs)
     if deterministic:
@@ -121,7 +123,11 @@ def act(config: CQLConfig, actor_params: Any, obs: jax.Array, key: jax.Array, de
 def q_values(config: CQLConfig, critic_params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
     """Q of both critics: shape (2, ...). `obs` broadcasts over extra sample axes of `action`."""
     _, critic = _modules(config)
-    obs = jnp.broadcast_to(obs[..., None, :], action.shape[:-1] + obs.shape[-1:]) if action.ndim > obs.ndim else obs
+    obs = (
+        jnp.broadcast_to(obs[..., None, :], action.shape[:-1] + obs.shape[-1:])
+        if action.ndim > obs.ndim
+        else obs
+    )
     return critic.apply({"params": critic_params}, obs, action)
 
 
@@ -152,8 +158,14 @@ def cql_logsumexp_entries(
     return jnp.concatenate([q_uniform, q_data[..., None], q_next_pi, q_cur_pi], axis=-1)
 
 
-def losses(params: dict, target_critic: Any, calibrate: jax.Array, batch: Transition, key: jax.Array,
-           config: CQLConfig) -> tuple[jax.Array, dict]:
+def losses(
+    params: dict,
+    target_critic: Any,
+    calibrate: jax.Array,
+    batch: Transition,
+    key: jax.Array,
+    config: CQLConfig,
+) -> tuple[jax.Array, dict]:
     """Sum of the actor, temperature, twin-critic (Bellman + CQL) and Lagrange losses (section 2.2)."""
     n = config.cql_n_actions
     target_entropy = -config.act_dim if config.target_entropy is None else config.target_entropy
@@ -232,7 +244,9 @@ def update(state: AgentState, batch: Transition, config: CQLConfig) -> tuple[Age
     updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     target = optax.incremental_update(params["critic"], state.target_critic, config.tau)
-    new_state = state.replace(params=params, target_critic=target, opt_state=opt_state, key=key, step=state.step + 1)
+    new_state = state.replace(
+        params=params, target_critic=target, opt_state=opt_state, key=key, step=state.step + 1
+    )
     return new_state, metrics
 
 

@@ -19,7 +19,13 @@ import numpy as np
 
 from rewire.buffer import Buffer, Transition, buffer_add, buffer_from_transitions, buffer_init
 from rewire.checkpoint import load_checkpoint, save_checkpoint
-from rewire.data.episodes import ACTION_CLIP, EpisodeDataset, episodes_to_transitions, mc_returns, validate_episodes
+from rewire.data.episodes import (
+    ACTION_CLIP,
+    EpisodeDataset,
+    episodes_to_transitions,
+    mc_returns,
+    validate_episodes,
+)
 from rewire.envs import EnvSpec, make_spec
 from rewire.finetune import cql
 from rewire.finetune.metrics import cumulative_regret, dip_depth
@@ -57,7 +63,15 @@ class FinetuneConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
-        for name in ("seeds", "chunk", "utd", "eval_episodes", "eval_every", "offline_block", "online_capacity"):
+        for name in (
+            "seeds",
+            "chunk",
+            "utd",
+            "eval_episodes",
+            "eval_every",
+            "offline_block",
+            "online_capacity",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.offline_steps < 0 or self.online_steps < 0:
@@ -79,10 +93,13 @@ class Finetuner:
         self.spec = make_spec(config.env_id)
         validate_episodes(Path(f"<dataset {dataset.env_id}>"), dataset.episodes, self.spec)
         self.config = dataclasses.replace(
-            config, agent=dataclasses.replace(config.agent, obs_dim=self.spec.obs_dim, act_dim=self.spec.act_dim)
+            config,
+            agent=dataclasses.replace(config.agent, obs_dim=self.spec.obs_dim, act_dim=self.spec.act_dim),
         )
         self.scale, self.bias = self.config.scales(self.spec)
-        data = episodes_to_transitions(dataset.episodes, self.spec, self.config.agent.discount, self.scale, self.bias)
+        data = episodes_to_transitions(
+            dataset.episodes, self.spec, self.config.agent.discount, self.scale, self.bias
+        )
         self.offline = buffer_from_transitions(data)
         n = data.reward.shape[0]
         probe_idx = np.random.default_rng(config.seed).choice(n, min(n, config.probe_size), replace=False)
@@ -97,7 +114,9 @@ class Finetuner:
         self.states = jax.vmap(lambda k, f: cql.init(k, self.config.agent, f))(keys, jnp.asarray(self.flags))
         num = len(self.flags)
         cap = max(config.online_capacity, config.chunk + self.spec.horizon)
-        self.online = jax.vmap(lambda _: buffer_init(self.spec.obs_dim, self.spec.act_dim, cap))(jnp.arange(num))
+        self.online = jax.vmap(lambda _: buffer_init(self.spec.obs_dim, self.spec.act_dim, cap))(
+            jnp.arange(num)
+        )
         self.runner = make_runner(self.spec, self.act_fn, num, jax.random.fold_in(root, 1))
         self.assembler = EpisodeAssembler(num)
         self.key = jax.random.fold_in(root, 2)
@@ -124,8 +143,9 @@ class Finetuner:
 
     def _train(self, num_steps: int, mixing: float) -> dict:
         start = time.perf_counter()
-        self.states, metrics = cql.train_steps(self.states, self.offline, self.online, self.config.agent,
-                                               num_steps, mixing)
+        self.states, metrics = cql.train_steps(
+            self.states, self.offline, self.online, self.config.agent, num_steps, mixing
+        )
         metrics = jax.device_get(metrics)
         elapsed = time.perf_counter() - start
         signature = (num_steps, mixing)
@@ -137,17 +157,29 @@ class Finetuner:
 
     def _evaluate(self, phase: str, step: int) -> dict:
         res = self.runner.evaluate(self.states.params["actor"], self._next_key(), self.config.eval_episodes)
-        record = {"phase": phase, "step": int(step), "success": res["success"].mean(1).tolist(),
-                  "return": res["return"].mean(1).tolist()}
+        record = {
+            "phase": phase,
+            "step": int(step),
+            "success": res["success"].mean(1).tolist(),
+            "return": res["return"].mean(1).tolist(),
+        }
         self.history.append(record)
         return record
 
     def _insert(self, finished: list[list[dict[str, np.ndarray]]]) -> int:
         length = self.config.chunk + self.spec.horizon
         num = len(finished)
-        items = {f: np.zeros((num, length) + shape, np.float32) for f, shape in (
-            ("obs", (self.spec.obs_dim,)), ("action", (self.spec.act_dim,)), ("reward", ()),
-            ("next_obs", (self.spec.obs_dim,)), ("terminal", ()), ("mc_return", ()))}
+        items = {
+            f: np.zeros((num, length) + shape, np.float32)
+            for f, shape in (
+                ("obs", (self.spec.obs_dim,)),
+                ("action", (self.spec.act_dim,)),
+                ("reward", ()),
+                ("next_obs", (self.spec.obs_dim,)),
+                ("terminal", ()),
+                ("mc_return", ()),
+            )
+        }
         counts = np.zeros(num, np.int32)
         r_neg = self.spec.failure_reward * self.scale + self.bias
         for i, episodes in enumerate(finished):
@@ -159,19 +191,25 @@ class Finetuner:
                 items["reward"][i, rows] = rewards
                 items["next_obs"][i, rows] = ep["next_obs"]
                 items["terminal"][i, rows] = ep["terminated"]
-                items["mc_return"][i, rows] = mc_returns(rewards, ep["terminated"], self.config.agent.discount,
-                                                         self.spec.sparse, r_neg)
+                items["mc_return"][i, rows] = mc_returns(
+                    rewards, ep["terminated"], self.config.agent.discount, self.spec.sparse, r_neg
+                )
                 counts[i] += len(rewards)
         if counts.any():
-            self.online = self._add(self.online, Transition(**{k: jnp.asarray(v) for k, v in items.items()}),
-                                    jnp.asarray(counts))
+            self.online = self._add(
+                self.online, Transition(**{k: jnp.asarray(v) for k, v in items.items()}), jnp.asarray(counts)
+            )
         return int(counts.sum())
 
     def _eval_note(self, record: dict) -> str:
         key = "success" if self.spec.sparse else "return"
         parts = []
         for m in self.config.methods:
-            vals = [v for v, label in zip(record[key], self.agent_labels, strict=True) if label.startswith(m + "/")]
+            vals = [
+                v
+                for v, label in zip(record[key], self.agent_labels, strict=True)
+                if label.startswith(m + "/")
+            ]
             parts.append(f"{m} {np.median(vals):.2f}")
         return f"{record['phase']} {record['step']}: {key} " + ", ".join(parts)
 
@@ -186,8 +224,18 @@ class Finetuner:
         return self.offline_done + self.online_done
 
     @property
+    def _evaluated_now(self) -> bool:
+        last = self.history[-1] if self.history else None
+        return last is not None and last["phase"] == "online" and last["step"] == self.online_done
+
+    @property
     def finished(self) -> bool:
-        return self.offline_done >= self.config.offline_steps and self.online_done >= self.config.online_steps
+        """Both phases done and the final policy evaluated."""
+        return (
+            self.offline_done >= self.config.offline_steps
+            and self.online_done >= self.config.online_steps
+            and self._evaluated_now
+        )
 
     def step(self) -> int:
         """One iteration: an offline block or an online chunk. Returns the progress made (steps)."""
@@ -197,16 +245,22 @@ class Finetuner:
                 self._evaluate("offline", self.offline_done)
                 self.next_offline_eval += cfg.offline_eval_every
             n = min(cfg.offline_block, cfg.offline_steps - self.offline_done)
-            self.train_metrics.append({"phase": "offline", "step": self.offline_done + n, **self._train(n, 1.0)})
+            self.train_metrics.append(
+                {"phase": "offline", "step": self.offline_done + n, **self._train(n, 1.0)}
+            )
             self.offline_done += n
             return n
         if self.online_done == 0 and self.switch_probe is None:
-            self.switch_probe = {k: np.asarray(v).tolist() for k, v in
-                                 cql.calibration_probe(self.states, self.probe, cfg.agent).items()}
-        if self.online_done >= self.next_online_eval:
+            self.switch_probe = {
+                k: np.asarray(v).tolist()
+                for k, v in cql.calibration_probe(self.states, self.probe, cfg.agent).items()
+            }
+        at_end = self.online_done >= cfg.online_steps
+        if (self.online_done >= self.next_online_eval or at_end) and not self._evaluated_now:
             self._evaluate("online", self.online_done)
-            self.next_online_eval += cfg.eval_every
-        if self.online_done >= cfg.online_steps:
+            while self.next_online_eval <= self.online_done:
+                self.next_online_eval += cfg.eval_every
+        if at_end:
             return 0
         traj = self.runner.collect(self.states.params["actor"], self._next_key(), cfg.chunk)
         self._insert(self.assembler.add(traj))
@@ -214,12 +268,15 @@ class Finetuner:
         metrics = self._train(cfg.chunk * cfg.utd, cfg.mixing if warm else 1.0)
         self.train_metrics.append({"phase": "online", "step": self.online_done + cfg.chunk, **metrics})
         self.online_done += cfg.chunk
-        if self.online_done >= cfg.online_steps:
-            self._evaluate("online", self.online_done)
         return cfg.chunk
 
-    def run(self, bar: Bar | None = None, max_iterations: int | None = None, checkpoint: str | Path | None = None,
-            checkpoint_every: int = 20) -> None:
+    def run(
+        self,
+        bar: Bar | None = None,
+        max_iterations: int | None = None,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 20,
+    ) -> None:
         """Advance until done (or `max_iterations`), checkpointing every `checkpoint_every` iterations."""
         bar = bar or Bar()
         it = 0
@@ -238,8 +295,11 @@ class Finetuner:
     def curves(self, phase: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps, success (evals x agents), return (evals x agents)) for one phase."""
         rows = [r for r in self.history if r["phase"] == phase]
-        return (np.array([r["step"] for r in rows]), np.array([r["success"] for r in rows]),
-                np.array([r["return"] for r in rows]))
+        return (
+            np.array([r["step"] for r in rows]),
+            np.array([r["success"] for r in rows]),
+            np.array([r["return"] for r in rows]),
+        )
 
     def results(self) -> dict:
         """Per-agent metrics and curves (method note, 4.4)."""
@@ -247,8 +307,13 @@ class Finetuner:
         score = success if self.spec.sparse else returns
         per_agent = []
         for j, label in enumerate(self.agent_labels):
-            row = {"agent": label, "method": label.split("/")[0], "final_success": float(success[-1, j]),
-                   "final_return": float(returns[-1, j]), "updates_per_s": self.updates_per_s}
+            row = {
+                "agent": label,
+                "method": label.split("/")[0],
+                "final_success": float(success[-1, j]),
+                "final_return": float(returns[-1, j]),
+                "updates_per_s": self.updates_per_s,
+            }
             if len(steps) and steps[0] == 0:
                 row["success_at_switch"] = float(success[0, j])
                 row["return_at_switch"] = float(returns[0, j])
@@ -262,9 +327,16 @@ class Finetuner:
         off_steps, off_success, off_returns = self.curves("offline")
         return {
             "agents": per_agent,
-            "online_curve": {"steps": steps.tolist(), "success": success.T.tolist(), "return": returns.T.tolist()},
-            "offline_curve": {"steps": off_steps.tolist(), "success": off_success.T.tolist(),
-                              "return": off_returns.T.tolist()},
+            "online_curve": {
+                "steps": steps.tolist(),
+                "success": success.T.tolist(),
+                "return": returns.T.tolist(),
+            },
+            "offline_curve": {
+                "steps": off_steps.tolist(),
+                "success": off_success.T.tolist(),
+                "return": off_returns.T.tolist(),
+            },
             "labels": self.agent_labels,
         }
 
@@ -276,13 +348,30 @@ class Finetuner:
 
     # -------------------------------------------------------------------------------------- persistence
 
-    _FIELDS = ("states", "online", "key", "offline_done", "online_done", "next_offline_eval", "next_online_eval",
-               "history", "switch_probe", "train_metrics", "update_time", "updates_timed")
+    _FIELDS = (
+        "states",
+        "online",
+        "key",
+        "offline_done",
+        "online_done",
+        "next_offline_eval",
+        "next_online_eval",
+        "history",
+        "switch_probe",
+        "train_metrics",
+        "update_time",
+        "updates_timed",
+    )
 
     def state_dict(self) -> dict:
         state = {name: getattr(self, name) for name in self._FIELDS}
-        state.update(config=self.config, offline=self.offline, probe=self.probe, runner=self.runner.state_dict(),
-                     pending=self.assembler.pending)
+        state.update(
+            config=self.config,
+            offline=self.offline,
+            probe=self.probe,
+            runner=self.runner.state_dict(),
+            pending=self.assembler.pending,
+        )
         return jax.device_get(state)
 
     @classmethod

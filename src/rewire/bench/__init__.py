@@ -1,0 +1,1 @@
+"""Benchmarks: each returns a JSON-ready dict (config, versions, medians over seeds, per-seed values)."""

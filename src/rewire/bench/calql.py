@@ -1,0 +1,123 @@
+"""`rewire bench calql`: CQL against Cal-QL from one dataset, the dip and regret of online fine-tuning."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from rewire.data.generate import scripted_dataset
+from rewire.envs import make_spec, maze_id
+from rewire.finetune import cql
+from rewire.finetune.trainer import FinetuneConfig, Finetuner
+from rewire.progress import progress_bar
+from rewire.report import plot_curves
+from rewire.runs import versions
+
+METRICS = (
+    "success_at_switch",
+    "dip_depth",
+    "cumulative_regret",
+    "final_success",
+    "q_minus_mc_at_switch",
+    "bound_rate_at_switch",
+    "updates_per_s",
+)
+
+# The small-CPU protocol of the method note (4.4, 4.5), sized for 2 cores.
+PRESETS: dict[str, FinetuneConfig] = {
+    "quick": FinetuneConfig(
+        offline_steps=10_000,
+        online_steps=5_000,
+        eval_every=250,
+        offline_eval_every=2_500,
+        agent=cql.CQLConfig(cql_weight=5.0),
+    ),
+    "full": FinetuneConfig(
+        offline_steps=20_000,
+        online_steps=10_000,
+        eval_every=250,
+        offline_eval_every=2_500,
+        agent=cql.CQLConfig(cql_weight=5.0, cql_n_actions=10, batch_size=256),
+    ),
+    "demo": FinetuneConfig(
+        offline_steps=6_000,
+        online_steps=3_000,
+        eval_every=250,
+        offline_eval_every=2_000,
+        seeds=2,
+        agent=cql.CQLConfig(cql_weight=5.0),
+    ),
+}
+DATASET_EPISODES = 200
+
+
+def run_calql_benchmark(
+    preset: str = "quick", seeds: int | None = None, seed: int = 0, layout: str = "umaze", quiet: bool = False
+) -> tuple[dict, Finetuner]:
+    """Train CQL and Cal-QL (x seeds, one vmapped stack) on a scripted dataset; medians over seeds."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    spec = make_spec(maze_id(layout))
+    config = dataclasses.replace(
+        PRESETS[preset],
+        env_id=spec.env_id,
+        seed=seed,
+        seeds=seeds if seeds is not None else PRESETS[preset].seeds,
+    )
+    dataset = scripted_dataset(spec, DATASET_EPISODES, seed)
+    trainer = Finetuner(config, dataset)
+    with progress_bar(f"calql bench ({layout})", trainer.total_steps, quiet) as bar:
+        trainer.run(bar)
+    results = trainer.results()
+    methods = {}
+    for method in config.methods:
+        rows = [a for a in results["agents"] if a["method"] == method]
+        per_seed = {k: [r[k] for r in rows] for k in METRICS}
+        methods[method] = {k: float(np.median(v)) for k, v in per_seed.items()} | {"per_seed": per_seed}
+    out = {
+        "config": dataclasses.asdict(trainer.config)
+        | {"preset": preset, "dataset_episodes": DATASET_EPISODES},
+        "versions": versions(),
+        "dataset": dataset.summary(),
+        "methods": methods,
+        "curves": {
+            "online": results["online_curve"],
+            "offline": results["offline_curve"],
+            "labels": results["labels"],
+        },
+    }
+    return out, trainer
+
+
+def plot_calql(result: dict, out_dir: str | Path, stem: str = "calql") -> list[Path]:
+    """Success against online steps (per method, median and range over seeds), offline and online."""
+    out_dir = Path(out_dir)
+    labels = result["curves"]["labels"]
+    paths = []
+    for phase, xlabel in (
+        ("online", "online environment steps (switch at 0)"),
+        ("offline", "offline updates"),
+    ):
+        curve = result["curves"][phase]
+        if not curve["steps"]:
+            continue
+        by_method = {
+            m: np.array(
+                [s for s, lab in zip(curve["success"], labels, strict=True) if lab.split("/")[0] == m]
+            )
+            for m in result["methods"]
+        }
+        paths.append(
+            plot_curves(
+                out_dir / f"{stem}_{phase}.png",
+                np.array(curve["steps"]),
+                by_method,
+                xlabel,
+                "success rate",
+                f"{phase} evaluation",
+                vline=0 if phase == "online" else None,
+            )
+        )
+    return paths

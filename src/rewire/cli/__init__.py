@@ -1,0 +1,27 @@
+"""The `rewire` command line: a thin shell over the library (no algorithm logic here)."""
+
+from __future__ import annotations
+
+import typer
+
+from rewire.cli import bench, calql, data, demo
+
+app = typer.Typer(
+    help="rewire: change what a trained agent or network knows after training.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data.app, name="data", help="Generate, convert and inspect offline RL datasets.")
+app.add_typer(calql.app, name="calql", help="Cal-QL / CQL: offline pre-training, then online fine-tuning.")
+app.add_typer(bench.app, name="bench", help="Benchmarks that write JSON results (medians over seeds).")
+app.command(
+    "demo", help="Short run of every system against its baseline; writes runs/demo-<time>/report.html."
+)(demo.demo)
+
+
+def main() -> None:
+    from rewire.jaxcache import enable_compilation_cache
+
+    enable_compilation_cache()
+    app()

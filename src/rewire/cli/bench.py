@@ -1,0 +1,38 @@
+"""`rewire bench ...`: benchmarks that write JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rewire.cli.common import console, friendly_errors
+from rewire.runs import write_json
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command(
+    "calql", help="CQL vs Cal-QL on a point maze: dip depth, regret, Q - MC at the switch, updates/s."
+)
+@friendly_errors
+def calql(
+    quick: bool = typer.Option(False, "--quick", help="The small setting (under 20 minutes on 2 cores)."),
+    seeds: int = typer.Option(3, min=1, help="Seeds per method."),
+    seed: int = typer.Option(0, help="Base seed."),
+    layout: str = typer.Option("umaze", help="Maze layout: open or umaze."),
+    json_out: Path = typer.Option(None, "--json", help="Write the result here."),
+    plots: Path = typer.Option(None, help="Also write PNG curves into this folder."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from rewire.bench.calql import plot_calql, run_calql_benchmark
+
+    result, _ = run_calql_benchmark("quick" if quick else "full", seeds, seed, layout, quiet)
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"wrote {json_out}")
+    if plots is not None:
+        plots.mkdir(parents=True, exist_ok=True)
+        plot_calql(result, plots)
+    for method, m in result["methods"].items():
+        console.print(f"{method:>6}: " + ", ".join(f"{k}={v:.3g}" for k, v in m.items() if k != "per_seed"))

@@ -1,0 +1,112 @@
+"""`rewire calql train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rewire.cli.common import console, friendly_errors
+from rewire.data.episodes import load_dataset, save_dataset
+from rewire.data.generate import scripted_dataset
+from rewire.envs import make_spec
+from rewire.finetune import cql
+from rewire.finetune.trainer import FinetuneConfig, Finetuner
+from rewire.progress import progress_bar
+from rewire.runs import new_run_dir, record_run, write_json
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError as err:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from err
+
+
+@app.command("train", help="Offline pre-training, then online fine-tuning; methods x seeds train together.")
+@friendly_errors
+def train(
+    env: str = typer.Option("PointMaze-umaze-v0", help="Environment id (a point maze or a Gymnasium id)."),
+    dataset: Path = typer.Option(None, help="Dataset file (.npz/.h5); default: 200 scripted episodes."),
+    methods: str = typer.Option("cql,calql", help="Comma-separated: cql, calql."),
+    seeds: int = typer.Option(3, min=1, help="Seeds per method (vmapped in one process)."),
+    seed: int = typer.Option(0, help="Base seed: drives data generation, initialisation and environments."),
+    offline_steps: int = typer.Option(10_000, min=0, help="Offline gradient updates."),
+    online_steps: int = typer.Option(5_000, min=0, help="Online environment steps per agent."),
+    mixing: float = typer.Option(0.5, help="Share of each online batch drawn from the offline data."),
+    utd: int = typer.Option(1, min=1, help="Updates per online environment step."),
+    cql_weight: float = typer.Option(5.0, help="CQL weight (alpha)."),
+    lagrange: bool = typer.Option(False, help="Tune the CQL weight by dual descent on a target gap."),
+    target_gap: float = typer.Option(0.8, help="Lagrange target gap."),
+    hidden: str = typer.Option("64,64", help="Hidden widths of actor and critics."),
+    batch_size: int = typer.Option(128, min=1),
+    n_actions: int = typer.Option(4, min=1, help="CQL sampled actions per set (paper: 10)."),
+    eval_every: int = typer.Option(250, min=1, help="Online environment steps between evaluations."),
+    out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
+    resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
+    checkpoint_every: int = typer.Option(20, min=1, help="Iterations between checkpoints."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    if resume is not None:
+        run_dir = resume
+        trainer = Finetuner.resume(run_dir / "checkpoint.pkl")
+        console.print(f"resuming {run_dir} at offline {trainer.offline_done}, online {trainer.online_done}")
+    else:
+        hid = _ints(hidden)
+        agent = cql.CQLConfig(
+            actor_hidden=hid,
+            critic_hidden=hid,
+            cql_weight=cql_weight,
+            lagrange=lagrange,
+            target_gap=target_gap,
+            batch_size=batch_size,
+            cql_n_actions=n_actions,
+        )
+        config = FinetuneConfig(
+            env_id=env,
+            methods=tuple(m.strip() for m in methods.split(",")),
+            seeds=seeds,
+            seed=seed,
+            agent=agent,
+            offline_steps=offline_steps,
+            online_steps=online_steps,
+            mixing=mixing,
+            utd=utd,
+            eval_every=eval_every,
+        )
+        config.validate()
+        spec = make_spec(env)
+        run_dir = new_run_dir(out, "calql")
+        if dataset is None:
+            data = scripted_dataset(spec, 200, seed)
+            save_dataset(data, run_dir / "dataset.npz")
+        else:
+            data = load_dataset(dataset, spec)
+        record_run(run_dir, config, seed)
+        trainer = Finetuner(config, data)
+    ckpt = run_dir / "checkpoint.pkl"
+    with progress_bar("calql train", trainer.total_steps, quiet) as bar:
+        bar.advance(trainer.done_steps)
+        trainer.run(bar, checkpoint=ckpt, checkpoint_every=checkpoint_every)
+    results = trainer.results()
+    write_json(run_dir / "results.json", results)
+    from rewire.bench.calql import plot_calql
+
+    plot_calql(
+        {
+            "curves": {
+                "online": results["online_curve"],
+                "offline": results["offline_curve"],
+                "labels": results["labels"],
+            },
+            "methods": {m: None for m in trainer.config.methods},
+        },
+        run_dir,
+    )
+    console.print(f"done: {run_dir} (checkpoint, results.json, plots)")
+    for row in results["agents"]:
+        console.print(
+            "  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        )

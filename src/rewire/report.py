@@ -1,0 +1,80 @@
+"""Plots (matplotlib, PNG) and the one-page HTML report that `rewire demo` writes."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+
+
+def plot_curves(
+    path: str | Path,
+    x: np.ndarray,
+    curves: dict[str, np.ndarray],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    vline: float | None = None,
+) -> Path:
+    """One line per name: the median over rows (seeds) with the min-max band; `vline` marks a switch."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
+    for (name, ys), color in zip(curves.items(), COLORS, strict=False):
+        ys = np.atleast_2d(np.asarray(ys, float))
+        ax.plot(x, np.median(ys, 0), color=color, label=f"{name} (median of {len(ys)})", lw=2)
+        if len(ys) > 1:
+            ax.fill_between(x, ys.min(0), ys.max(0), color=color, alpha=0.15, lw=0)
+    if vline is not None:
+        ax.axvline(vline, color="grey", ls="--", lw=1)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+@dataclass
+class Section:
+    """One system's part of the report: a sentence on what the result means, a table, and figures."""
+
+    title: str
+    sentence: str
+    columns: list[str]
+    rows: list[list[object]]
+    images: list[str] = field(default_factory=list)  # file names relative to the report
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.3g}"
+    return html.escape(str(value))
+
+
+def write_report(path: str | Path, title: str, sections: list[Section], footer: str = "") -> Path:
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "text-align:right}th{background:#f3f3f3}img{max-width:100%}p.lead{font-size:1.05em}</style>",
+        f"</head><body><h1>{html.escape(title)}</h1>",
+    ]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s.title)}</h2><p class='lead'>{html.escape(s.sentence)}</p>")
+        parts.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in s.columns) + "</tr>")
+        for row in s.rows:
+            parts.append("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>")
+        parts.append("</table>")
+        parts.extend(f"<img src='{html.escape(img)}' alt='{html.escape(img)}'>" for img in s.images)
+    parts.append(f"<p><small>{html.escape(footer)}</small></p></body></html>")
+    path = Path(path)
+    path.write_text("\n".join(parts))
+    return path
