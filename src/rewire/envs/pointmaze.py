@@ -2,8 +2,8 @@
 
 The agent moves p' = clip(p + step_size * a + noise) inside [-3, 3]^2; a move into a wall is refused.
 Reaching the goal disc terminates the episode with reward 1; every other step gives 0. Two layouts:
-`open` (no walls: a straight 3-unit path) and `umaze` (a wall from the left edge to x = 1 separates start
-and goal, so the route is U-shaped and leaving it costs success).
+`open` (no walls: a straight 3-unit path) and `umaze` (a wall from the left edge to x = 2 separates start
+and goal: the route is U-shaped through a 1-unit passage, so leaving it costs success).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ LAYOUTS: dict[str, Layout] = {
     "umaze": Layout(
         start=(-1.5, -1.5),
         goal=(-1.5, 1.5),
-        walls=((-ARENA, -0.3, 1.0, 0.3),),
-        waypoints=((1.8, -0.9), (1.8, 0.9), (-1.5, 1.5)),
+        walls=((-ARENA, -0.3, 2.0, 0.3),),
+        waypoints=((2.5, -0.9), (2.5, 0.9), (-1.5, 1.5)),
     ),
 }
 
@@ -110,10 +110,11 @@ class PointMaze(environment.Environment[MazeState, MazeParams]):
         """Unit vector toward the next waypoint of the layout's route (a stateless controller)."""
         wps = self.layout.waypoints
         target = jnp.asarray(wps[-1])
-        if len(wps) == 3:  # umaze: below the wall go right, on the right go up, above the wall go to goal
-            below = pos[1] < 0.45
-            target = jnp.where(below & (pos[0] < 1.6), jnp.asarray(wps[0]), target)
-            target = jnp.where(below & (pos[0] >= 1.6), jnp.asarray(wps[1]), target)
+        if len(wps) == 3:  # below the wall go right, past its end go up, above the wall go to the goal
+            below = pos[1] < self.layout.walls[0][3] + 0.15
+            past_end = pos[0] >= wps[0][0] - 0.2
+            target = jnp.where(below & ~past_end, jnp.asarray(wps[0]), target)
+            target = jnp.where(below & past_end, jnp.asarray(wps[1]), target)
         delta = target - pos
         return delta / (jnp.linalg.norm(delta) + 1e-6)
 

@@ -180,10 +180,9 @@ def losses(
     q_pi = q_values(config, sg(params["critic"]), obs, a_pi).min(0)
     actor_loss = (sg(alpha) * logp_pi - q_pi).mean()
 
-    # Everything below trains the critics only: policy samples are constants.
-    actor_const = sg(params["actor"])
-    mean_s, log_std_s = policy_dist(config, actor_const, obs)
-    mean_s2, log_std_s2 = policy_dist(config, actor_const, next_obs)
+    # Everything below trains the critics only: policy samples and log-densities are constants.
+    mean_s, log_std_s = sg(mean), sg(log_std)
+    mean_s2, log_std_s2 = policy_dist(config, sg(params["actor"]), next_obs)
     n_target = n if config.max_target_backup else 1
     a_next, _ = tanh_gaussian_sample(mean_s2, log_std_s2, k_next, n_target)
     q_next = q_values(config, target_critic, next_obs, a_next).min(0).max(-1)
@@ -196,17 +195,12 @@ def losses(
     uniform = jax.random.uniform(k_unif, (batch_size, n, config.act_dim), minval=-1.0, maxval=1.0)
     a_cur, logp_cur = tanh_gaussian_sample(mean_s, log_std_s, k_cur, n)
     a_nxt, logp_nxt = tanh_gaussian_sample(mean_s2, log_std_s2, k_nxt, n)
-    # All three sample sets are evaluated at the current state s, as in the reference code.
+    # All three sample sets are evaluated at the current state s (as in the reference code), in one call.
+    q_unif, q_nxt, q_cur = jnp.split(
+        q_values(config, params["critic"], obs, jnp.concatenate([uniform, a_nxt, a_cur], axis=1)), 3, axis=-1
+    )
     z = cql_logsumexp_entries(
-        config,
-        q_values(config, params["critic"], obs, uniform),
-        q_values(config, params["critic"], obs, a_nxt),
-        logp_nxt,
-        q_values(config, params["critic"], obs, a_cur),
-        logp_cur,
-        q_data,
-        batch.mc_return,
-        calibrate,
+        config, q_unif, q_nxt, logp_nxt, q_cur, logp_cur, q_data, batch.mc_return, calibrate
     )
     lse = config.cql_temp * jax.nn.logsumexp(z / config.cql_temp, axis=-1)
     delta = jnp.clip(lse - q_data, config.clip_diff_min, config.clip_diff_max).mean(-1)  # (2,)
@@ -221,7 +215,7 @@ def losses(
         alpha_prime_loss = jnp.float32(0.0)
     critic_loss = (bellman + cql_term).sum()
 
-    q_cur_raw = q_values(config, sg(params["critic"]), obs, sg(a_cur)).min(0)
+    q_cur_raw = sg(q_cur).min(0)
     metrics = {
         "critic_loss": critic_loss,
         "actor_loss": actor_loss,
