@@ -9,8 +9,17 @@ from rewire.finetune import cql
 from rewire.finetune.trainer import FinetuneConfig, Finetuner
 
 CONFIG = FinetuneConfig(
-    env_id="Pendulum-v1", seeds=1, methods=("calql",), offline_steps=100, offline_block=50, online_steps=250,
-    chunk=125, eval_every=250, offline_eval_every=1000, eval_episodes=1, probe_size=32,
+    env_id="Pendulum-v1",
+    seeds=1,
+    methods=("calql",),
+    offline_steps=100,
+    offline_block=50,
+    online_steps=250,
+    chunk=125,
+    eval_every=250,
+    offline_eval_every=1000,
+    eval_episodes=1,
+    probe_size=32,
     agent=cql.CQLConfig(actor_hidden=(16,), critic_hidden=(16,), batch_size=16, cql_n_actions=2),
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import time
@@ -34,9 +35,10 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, float) and obj != obj:
-        return None
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        # JSON has no inf/nan: infinities become the strings "inf"/"-inf", an undefined value null.
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     return obj
 
 

@@ -12,7 +12,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(data.app, name="data", help="Generate, convert and inspect offline RL datasets.")
+app.add_typer(data.app, name="data", help="Generate and inspect offline RL datasets (NPZ, HDF5).")
 app.add_typer(calql.app, name="calql", help="Cal-QL / CQL: offline pre-training, then online fine-tuning.")
 app.add_typer(bench.app, name="bench", help="Benchmarks that write JSON results (medians over seeds).")
 app.command(
