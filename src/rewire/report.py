@@ -24,13 +24,16 @@ def plot_curves(
     title: str,
     vline: float | None = None,
 ) -> Path:
-    """One line per name: the median over rows (seeds) with the min-max band; `vline` marks a switch."""
+    """One line per name: the median over rows (seeds), each seed thin, the min-max band; `vline` marks
+    a switch."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
     for (name, ys), color in zip(curves.items(), COLORS, strict=False):
         ys = np.atleast_2d(np.asarray(ys, float))
         ax.plot(x, np.median(ys, 0), color=color, label=f"{name} (median of {len(ys)})", lw=2)
         if len(ys) > 1:
-            ax.fill_between(x, ys.min(0), ys.max(0), color=color, alpha=0.15, lw=0)
+            ax.fill_between(x, ys.min(0), ys.max(0), color=color, alpha=0.12, lw=0)
+            for y in ys:  # each seed, thin: a median can hide a dip that only some seeds show
+                ax.plot(x, y, color=color, lw=0.6, alpha=0.45)
     if vline is not None:
         ax.axvline(vline, color="grey", ls="--", lw=1)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)

@@ -40,6 +40,12 @@ def train(
     cql_weight: float = typer.Option(5.0, help="CQL weight (alpha)."),
     lagrange: bool = typer.Option(False, help="Tune the CQL weight by dual descent on a target gap."),
     target_gap: float = typer.Option(0.8, help="Lagrange target gap."),
+    importance_sampling: bool = typer.Option(
+        True, help="CQL(H) with importance sampling (paper's AntMaze form)."
+    ),
+    tau: float = typer.Option(5e-3, help="Polyak rate of the target critics."),
+    actor_lr: float = typer.Option(1e-4, help="Actor learning rate."),
+    critic_lr: float = typer.Option(3e-4, help="Critic learning rate."),
     hidden: str = typer.Option("64,64", help="Hidden widths of actor and critics."),
     batch_size: int = typer.Option(128, min=1),
     n_actions: int = typer.Option(4, min=1, help="CQL sampled actions per set (paper: 10)."),
@@ -63,6 +69,10 @@ def train(
             target_gap=target_gap,
             batch_size=batch_size,
             cql_n_actions=n_actions,
+            importance_sampling=importance_sampling,
+            tau=tau,
+            actor_lr=actor_lr,
+            critic_lr=critic_lr,
         )
         config = FinetuneConfig(
             env_id=env,
