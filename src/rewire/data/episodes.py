@@ -101,14 +101,27 @@ def mc_returns(
     return out.astype(np.float32)
 
 
+def label_rewards(
+    rewards: np.ndarray,
+    terminations: np.ndarray,
+    spec: EnvSpec,
+    gamma: float,
+    reward_scale: float,
+    reward_bias: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One episode's rewards in the critic's units (r * scale + bias) and their MC returns-to-go."""
+    scaled = np.asarray(rewards, np.float32) * reward_scale + reward_bias
+    failure = spec.failure_reward * reward_scale + reward_bias
+    return scaled, mc_returns(scaled, terminations, gamma, spec.sparse, failure)
+
+
 def episodes_to_transitions(
     episodes: list[Episode], spec: EnvSpec, gamma: float, reward_scale: float, reward_bias: float
 ) -> Transition:
     """Flatten episodes into transitions with scaled rewards, unit-box actions and MC labels."""
     parts = []
-    r_neg = spec.failure_reward * reward_scale + reward_bias
     for ep in episodes:
-        rewards = ep.rewards * reward_scale + reward_bias
+        rewards, returns = label_rewards(ep.rewards, ep.terminations, spec, gamma, reward_scale, reward_bias)
         parts.append(
             Transition(
                 obs=ep.observations[:-1],
@@ -116,7 +129,7 @@ def episodes_to_transitions(
                 reward=rewards,
                 next_obs=ep.observations[1:],
                 terminal=ep.terminations.astype(np.float32),
-                mc_return=mc_returns(rewards, ep.terminations, gamma, spec.sparse, r_neg),
+                mc_return=returns,
             )
         )
     return Transition(*(np.concatenate(xs).astype(np.float32) for xs in zip(*parts, strict=True)))

@@ -23,7 +23,7 @@ from rewire.data.episodes import (
     ACTION_CLIP,
     EpisodeDataset,
     episodes_to_transitions,
-    mc_returns,
+    label_rewards,
     validate_episodes,
 )
 from rewire.envs import EnvSpec, make_spec
@@ -181,19 +181,19 @@ class Finetuner:
             )
         }
         counts = np.zeros(num, np.int32)
-        r_neg = self.spec.failure_reward * self.scale + self.bias
+        gamma = self.config.agent.discount
         for i, episodes in enumerate(finished):
             for ep in episodes:
-                rewards = ep["reward"] * self.scale + self.bias
+                rewards, returns = label_rewards(
+                    ep["reward"], ep["terminated"], self.spec, gamma, self.scale, self.bias
+                )
                 rows = slice(counts[i], counts[i] + len(rewards))
                 items["obs"][i, rows] = ep["obs"]
                 items["action"][i, rows] = np.clip(ep["action"], -ACTION_CLIP, ACTION_CLIP)
                 items["reward"][i, rows] = rewards
                 items["next_obs"][i, rows] = ep["next_obs"]
                 items["terminal"][i, rows] = ep["terminated"]
-                items["mc_return"][i, rows] = mc_returns(
-                    rewards, ep["terminated"], self.config.agent.discount, self.spec.sparse, r_neg
-                )
+                items["mc_return"][i, rows] = returns
                 counts[i] += len(rewards)
         if counts.any():
             self.online = self._add(
