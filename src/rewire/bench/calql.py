@@ -33,26 +33,19 @@ METRICS = (
 TUNED = cql.CQLConfig(
     cql_weight=25.0, importance_sampling=False, tau=0.01, critic_lr=1e-3, actor_lr=1e-3, cql_n_actions=4
 )
+QUICK = FinetuneConfig(
+    offline_steps=10_000, online_steps=5_000, utd=2, eval_every=250, offline_eval_every=2_500, agent=TUNED
+)
 PRESETS: dict[str, FinetuneConfig] = {
-    "quick": FinetuneConfig(
-        offline_steps=10_000, online_steps=5_000, utd=2, eval_every=250, offline_eval_every=2_500, agent=TUNED
-    ),
-    "full": FinetuneConfig(
+    "quick": QUICK,
+    "full": dataclasses.replace(
+        QUICK,
         offline_steps=20_000,
         online_steps=10_000,
-        utd=2,
-        eval_every=250,
-        offline_eval_every=2_500,
         agent=dataclasses.replace(TUNED, cql_n_actions=10, batch_size=256),
     ),
-    "demo": FinetuneConfig(
-        offline_steps=8_000,
-        online_steps=3_000,
-        utd=2,
-        eval_every=250,
-        offline_eval_every=2_000,
-        seeds=2,
-        agent=TUNED,
+    "demo": dataclasses.replace(
+        QUICK, offline_steps=8_000, online_steps=3_000, offline_eval_every=2_000, seeds=2
     ),
 }
 DATASET_EPISODES = 200
