@@ -19,7 +19,7 @@ def calql_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]
     from rewire.bench.calql import plot_calql, run_calql_benchmark
 
     result, _ = run_calql_benchmark("demo", seed=seed, layout="umaze", quiet=quiet)
-    images = [p.name for p in plot_calql(result, run_dir)]
+    images = [p.name for p in plot_calql(result["curves"], list(result["methods"]), run_dir)]
     m = result["methods"]
     cols = [
         "method",

@@ -80,32 +80,29 @@ def run_calql_benchmark(
         "versions": versions(),
         "dataset": dataset.summary(),
         "methods": methods,
-        "curves": {
-            "online": results["online_curve"],
-            "offline": results["offline_curve"],
-            "labels": results["labels"],
-        },
+        "curves": results["curves"],
     }
     return out, trainer
 
 
-def plot_calql(result: dict, out_dir: str | Path, stem: str = "calql") -> list[Path]:
-    """Success against online steps (per method, median and range over seeds), offline and online."""
+def plot_calql(curves: dict, methods: list[str], out_dir: str | Path, stem: str = "calql") -> list[Path]:
+    """Success curves per method (median, range and each seed), offline and online, from `curves` as
+    `Finetuner.results()` gives them."""
     out_dir = Path(out_dir)
-    labels = result["curves"]["labels"]
+    labels = curves["labels"]
     paths = []
     for phase, xlabel in (
         ("online", "online environment steps (switch at 0)"),
         ("offline", "offline updates"),
     ):
-        curve = result["curves"][phase]
+        curve = curves[phase]
         if not curve["steps"]:
             continue
         by_method = {
             m: np.array(
                 [s for s, lab in zip(curve["success"], labels, strict=True) if lab.split("/")[0] == m]
             )
-            for m in result["methods"]
+            for m in methods
         }
         paths.append(
             plot_curves(

@@ -33,6 +33,6 @@ def calql(
         console.print(f"wrote {json_out}")
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
-        plot_calql(result, plots)
+        plot_calql(result["curves"], list(result["methods"]), plots)
     for method, m in result["methods"].items():
         console.print(f"{method:>6}: " + ", ".join(f"{k}={v:.3g}" for k, v in m.items() if k != "per_seed"))

@@ -104,17 +104,7 @@ def train(
     write_json(run_dir / "results.json", results)
     from rewire.bench.calql import plot_calql
 
-    plot_calql(
-        {
-            "curves": {
-                "online": results["online_curve"],
-                "offline": results["offline_curve"],
-                "labels": results["labels"],
-            },
-            "methods": {m: None for m in trainer.config.methods},
-        },
-        run_dir,
-    )
+    plot_calql(results["curves"], list(trainer.config.methods), run_dir)
     console.print(f"done: {run_dir} (checkpoint, results.json, plots)")
     for row in results["agents"]:
         console.print(

@@ -10,7 +10,7 @@ import numpy as np
 
 from rewire.data.episodes import Episode, EpisodeDataset
 from rewire.envs import EnvSpec, make_gym, make_jax
-from rewire.rollout import scan_steps
+from rewire.rollout import TRAJ_KEYS, scan_steps
 
 # A NumPy policy for Gymnasium envs: (obs, rng) -> action in the unit box [-1, 1].
 HostPolicy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -110,9 +110,7 @@ def host_policy_dataset(
     eps = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
-        steps: dict[str, list] = {
-            k: [] for k in ("obs", "action", "reward", "next_obs", "terminated", "truncated")
-        }
+        steps: dict[str, list] = {k: [] for k in TRAJ_KEYS}
         done = False
         while not done:
             a = spec.to_env_action(policy(np.asarray(obs, np.float32), rng))

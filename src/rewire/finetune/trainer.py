@@ -155,7 +155,7 @@ class Finetuner:
         self._compiled.add(signature)
         return {k: np.asarray(v).tolist() for k, v in metrics.items()}
 
-    def _evaluate(self, phase: str, step: int) -> dict:
+    def _evaluate(self, phase: str, step: int) -> None:
         res = self.runner.evaluate(self.states.params["actor"], self._next_key(), self.config.eval_episodes)
         record = {
             "phase": phase,
@@ -164,9 +164,8 @@ class Finetuner:
             "return": res["return"].mean(1).tolist(),
         }
         self.history.append(record)
-        return record
 
-    def _insert(self, finished: list[list[dict[str, np.ndarray]]]) -> int:
+    def _insert(self, finished: list[list[dict[str, np.ndarray]]]) -> None:
         length = self.config.chunk + self.spec.horizon
         num = len(finished)
         items = {
@@ -199,7 +198,6 @@ class Finetuner:
             self.online = self._add(
                 self.online, Transition(**{k: jnp.asarray(v) for k, v in items.items()}), jnp.asarray(counts)
             )
-        return int(counts.sum())
 
     def _eval_note(self, record: dict) -> str:
         key = "success" if self.spec.sparse else "return"
@@ -327,17 +325,19 @@ class Finetuner:
         off_steps, off_success, off_returns = self.curves("offline")
         return {
             "agents": per_agent,
-            "online_curve": {
-                "steps": steps.tolist(),
-                "success": success.T.tolist(),
-                "return": returns.T.tolist(),
+            "curves": {
+                "online": {
+                    "steps": steps.tolist(),
+                    "success": success.T.tolist(),
+                    "return": returns.T.tolist(),
+                },
+                "offline": {
+                    "steps": off_steps.tolist(),
+                    "success": off_success.T.tolist(),
+                    "return": off_returns.T.tolist(),
+                },
+                "labels": self.agent_labels,
             },
-            "offline_curve": {
-                "steps": off_steps.tolist(),
-                "success": off_success.T.tolist(),
-                "return": off_returns.T.tolist(),
-            },
-            "labels": self.agent_labels,
         }
 
     @property
