@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewire.envs import EnvSpec, make_gym, make_jax
+from rewire.envs.control import ControlTask
 
 # act_fn(policy_params, obs, key, deterministic) -> action in [-1, 1]^A, for one agent and one observation.
 ActFn = Callable[[Any, jax.Array, jax.Array, bool], jax.Array]
@@ -205,3 +206,58 @@ class EpisodeAssembler:
             self.pending[i] = rest if len(rest["reward"]) else None
             finished.append(episodes)
         return finished
+
+
+def control_rollout(
+    task: ControlTask,
+    policy_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    key: jax.Array,
+    num_envs: int,
+    num_steps: int,
+) -> dict[str, jax.Array]:
+    """`num_envs` copies of a JAX control task for `num_steps` auto-reset steps under `policy_fn(obs, key)`.
+
+    Returns `mean_return`, the mean undiscounted return over the episodes that *finished* (the HaDES fitness;
+    if none finished, the mean partial return, so a long episode never scores 0 merely for lasting longer
+    than the rollout), `first_return` (the mean return of each env's first episode, the unbiased
+    evaluation when `num_steps` covers the horizon), `episodes` (how many finished) and `observations`
+    (steps, envs, obs_dim), which XLA drops when the caller does not use them.
+    """
+    reset = jax.vmap(task.env.reset, in_axes=(0, None))
+    step = jax.vmap(task.env.step, in_axes=(0, 0, 0, None))
+    obs, states = reset(jax.random.split(jax.random.fold_in(key, 0), num_envs), task.env_params)
+    zeros = jnp.zeros(num_envs)
+
+    def body(carry, k):
+        states, obs, running, total, count, first, first_done = carry
+        k_act, k_env = jax.random.split(k)
+        action = jax.vmap(policy_fn)(obs, jax.random.split(k_act, num_envs))
+        next_obs, states, reward, terminated, truncated, _ = step(
+            jax.random.split(k_env, num_envs), states, task.to_env_action(action), task.env_params
+        )
+        running = running + reward
+        done = terminated | truncated
+        total = total + jnp.where(done, running, 0.0)
+        first = jnp.where(done & ~first_done, running, first)
+        carry = (
+            states,
+            next_obs,
+            jnp.where(done, 0.0, running),
+            total,
+            count + done,
+            first,
+            first_done | done,
+        )
+        return carry, obs
+
+    init = (states, obs, zeros, zeros, zeros, zeros, jnp.zeros(num_envs, bool))
+    (_, _, running, total, count, first, first_done), observations = jax.lax.scan(
+        body, init, jax.random.split(jax.random.fold_in(key, 1), num_steps)
+    )
+    episodes = count.sum()
+    return {
+        "mean_return": jnp.where(episodes > 0, total.sum() / jnp.maximum(episodes, 1), running.mean()),
+        "first_return": jnp.where(first_done, first, running).mean(),
+        "episodes": episodes,
+        "observations": observations,
+    }

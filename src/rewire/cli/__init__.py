@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rewire.cli import bench, calql, data, demo
+from rewire.cli import bench, calql, data, demo, hades
 
 app = typer.Typer(
     help="rewire: change what a trained agent or network knows after training.",
@@ -14,6 +14,9 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data", help="Generate and inspect offline RL datasets (NPZ, HDF5).")
 app.add_typer(calql.app, name="calql", help="Cal-QL / CQL: offline pre-training, then online fine-tuning.")
+app.add_typer(
+    hades.app, name="hades", help="HaDES: distil behaviour (or digits) into a few synthetic samples."
+)
 app.add_typer(bench.app, name="bench", help="Benchmarks that write JSON results (medians over seeds).")
 app.command(
     "demo", help="Short run of every system against its baseline; writes runs/demo-<time>/report.html."

@@ -36,3 +36,35 @@ def calql(
         plot_calql(result["curves"], list(result["methods"]), plots)
     for method, m in result["methods"].items():
         console.print(f"{method:>6}: " + ", ".join(f"{k}={v:.3g}" for k, v in m.items() if k != "per_seed"))
+
+
+@app.command("hades", help="HaDES vs neuroevolution at equal env steps; transfer to other architectures.")
+@friendly_errors
+def hades(
+    env: str = typer.Option("CartPole-v1", help="Task id (see `rewire hades distill --help`)."),
+    size: int = typer.Option(None, help="State-action pairs (default: the task's default)."),
+    variant: str = typer.Option("R", help="R (random inits) or F (fixed init)."),
+    generations: int = typer.Option(None, help="ES generations (default: the task's default)."),
+    popsize: int = typer.Option(None, help="ES population size."),
+    seed: int = typer.Option(0),
+    json_out: Path = typer.Option(None, "--json", help="Write the result here."),
+    plots: Path = typer.Option(None, help="Write the fitness and dataset PNGs into this folder."),
+    out: Path = typer.Option(None, help="Keep checkpoints and dataset.npz in this folder."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from rewire.bench.hades import plot_hades, run_hades_benchmark
+
+    result = run_hades_benchmark(env, size, variant, generations, popsize, seed, quiet, out)
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"wrote {json_out}")
+    if plots is not None:
+        plot_hades(result, plots)
+    ne = result["neuroevolution"]
+    console.print(
+        f"{env} HaDES-{variant} {result['size']} pairs: fresh-init return median "
+        f"{result['return_median']:.1f} "
+        f"({result['env_steps']:,} env steps, {result['generations_per_s']:.2f} generations/s); "
+        f"neuroevolution {ne['return_median']:.1f} at {ne['env_steps']:,} env steps"
+    )
+    console.print("transfer: " + ", ".join(f"{k} {v:.1f}" for k, v in result["generalisation"].items()))

@@ -1,0 +1,145 @@
+"""`rewire hades distill|evaluate|digits`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import jax
+import numpy as np
+import typer
+
+from rewire.cli.common import console, friendly_errors
+from rewire.runs import new_run_dir, record_run, write_json
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("distill", help="Evolve a synthetic dataset of N state-action pairs; saves dataset.npz.")
+@friendly_errors
+def distill(
+    env: str = typer.Option(
+        "CartPole-v1",
+        help="CartPole-v1, Acrobot-v1, Pendulum-v1, "
+        "MountainCarContinuous-v0, or brax-hopper|walker2d|halfcheetah|ant.",
+    ),
+    size: int = typer.Option(None, help="State-action pairs N (default: the task's default)."),
+    variant: str = typer.Option("R", help="R: fresh random inits each generation; F: one fixed init."),
+    generations: int = typer.Option(None, help="ES generations (default: the task's default)."),
+    popsize: int = typer.Option(None, help="ES population size."),
+    es: str = typer.Option(None, help="openes or snes (default: the task's default)."),
+    sigma: float = typer.Option(None, help="Initial ES noise scale."),
+    inits: int = typer.Option(None, help="Fresh inits per candidate for variant R (default 2)."),
+    labels: str = typer.Option("fixed", help="Discrete actions: fixed round-robin labels or learned logits."),
+    evolve_lr: bool = typer.Option(False, "--evolve-lr", help="Also evolve the inner learning rate."),
+    seed: int = typer.Option(0, help="Drives ES noise, inits, rollouts and normalisation."),
+    out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
+    resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from rewire.bench.hades import plot_dataset
+    from rewire.distill.hades import default_config, evaluate_dataset
+    from rewire.distill.run import build_hades, resume_run, save_dataset
+
+    if resume is not None:
+        run_dir, run = resume, resume_run(resume / "hades.ckpt")
+        console.print(f"resuming {run_dir} at generation {run.evolution.generation}")
+    else:
+        config = default_config(env)
+        es_cfg = replace(
+            config.es,
+            **{
+                k: v
+                for k, v in {"popsize": popsize, "algorithm": es, "sigma": sigma}.items()
+                if v is not None
+            },
+        )
+        fields = {"size": size, "generations": generations, "inits": inits}
+        config = replace(
+            config,
+            variant=variant,
+            labels=labels,
+            evolve_lr=evolve_lr,
+            es=es_cfg,
+            **{k: v for k, v in fields.items() if v is not None},
+        )
+        run = build_hades(config, seed)
+        run_dir = new_run_dir(out, "hades")
+        record_run(run_dir, config, seed)
+    run.run(run_dir / "hades.ckpt", quiet)
+    path = save_dataset(run, run_dir / "dataset.npz")
+    dataset = jax.device_get(run.evolution.mean())
+    key = jax.random.fold_in(jax.random.key(run.seed), 100)
+    ev = evaluate_dataset(dataset, run.task, run.config.learner, run.obs_mean, run.obs_std, key)
+    result = {
+        "env": run.config.env_id,
+        "generation": run.evolution.generation,
+        "return_median": float(np.median(ev["returns"])),
+        "return_per_init": ev["returns"],
+        "env_steps": run.env_steps,
+        "generations_per_s": run.evolution.generations_per_s,
+        "history": run.evolution.history,
+    }
+    write_json(run_dir / "result.json", result)
+    plot_dataset({k: np.asarray(v) for k, v in dataset.items()}, run.task, run_dir / "dataset.png")
+    console.print(
+        f"done: {path}; fresh-init return median {result['return_median']:.1f} over 10 inits "
+        f"(per init: {np.round(ev['returns'], 1).tolist()})"
+    )
+
+
+@app.command("evaluate", help="Train fresh policies on a saved dataset (other architectures too).")
+@friendly_errors
+def evaluate(
+    dataset: Path = typer.Argument(..., help="dataset.npz written by `rewire hades distill`."),
+    arch: list[str] = typer.Option(
+        [], help="Inner learner overrides, e.g. 'width=256,depth=3,act=relu,lr=0.01,steps=128' (repeatable)."
+    ),
+    inits: int = typer.Option(10, min=1, help="Fresh policies per architecture."),
+    episodes: int = typer.Option(10, min=1, help="Evaluation episodes per policy."),
+    greedy: bool = typer.Option(False, "--greedy", help="Act with the mode instead of sampling."),
+    seed: int = typer.Option(0),
+    json_out: Path = typer.Option(None, "--json", help="Write the returns here."),
+) -> None:
+    from rewire.distill.dataset import load_synthetic
+    from rewire.distill.hades import config_from_dict, evaluate_dataset, task_for
+
+    data, obs_mean, obs_std, meta = load_synthetic(dataset)
+    config = config_from_dict(meta["config"])
+    task = task_for(config)
+    key = jax.random.key(seed)
+    results = {}
+    for spec in ["", *arch]:
+        learner = config.learner.with_arch(spec)
+        out = evaluate_dataset(data, task, learner, obs_mean, obs_std, key, inits, episodes, greedy)
+        name = spec or "as distilled"
+        results[name] = {"return_median": float(np.median(out["returns"])), "returns": out["returns"]}
+        console.print(f"{name:>30}: median return {results[name]['return_median']:.1f} over {inits} inits")
+    if json_out is not None:
+        write_json(json_out, {"dataset": dataset, "env": task.env_id, "seed": seed, "results": results})
+
+
+@app.command("digits", help="Distil scikit-learn digits into a few synthetic images per class.")
+@friendly_errors
+def digits(
+    images_per_class: int = typer.Option(1, min=1, help="Synthetic images per class."),
+    generations: int = typer.Option(150, min=0),
+    popsize: int = typer.Option(64, min=2),
+    seed: int = typer.Option(0),
+    json_out: Path = typer.Option(None, "--json", help="Write {images_per_class, test_accuracy, ...} here."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from rewire.bench.hades import plot_digits
+    from rewire.distill.digits import DigitsConfig, distill_digits
+
+    config = DigitsConfig(images_per_class=images_per_class, generations=generations)
+    config = replace(config, es=replace(config.es, popsize=popsize))
+    result = distill_digits(config, seed, quiet)
+    console.print(
+        f"test accuracy {result['test_accuracy']:.3f} with {images_per_class} image(s) per class "
+        f"(class means {result['baselines']['class_means']:.3f}, "
+        f"random real images {result['baselines']['random_real']:.3f})"
+    )
+    if json_out is not None:
+        write_json(json_out, result | {"config": config, "seed": seed})
+        plot_digits(result["images"], images_per_class, json_out.with_suffix(".png"))

@@ -1,0 +1,1 @@
+"""Behaviour distillation (HaDES) and supervised dataset distillation with the same ES machinery."""

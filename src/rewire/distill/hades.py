@@ -1,0 +1,264 @@
+"""HaDES behaviour distillation (Lupu et al., ICLR 2024) and its neuroevolution baseline.
+
+An ES searches over a synthetic dataset D = {(s_i, a_i)}; the fitness of D is the return of a freshly
+initialised policy trained on D by behaviour cloning: max_D E_theta0[ J(pi_BC(theta0, D)) ] (paper, Sec. 3).
+HaDES-R draws `inits` fresh initialisations per generation (datasets that transfer); HaDES-F keeps one fixed
+initialisation (a compact parametrisation of one policy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rewire.distill.bc import Learner, act, init_many, policy_module, train_bc
+from rewire.envs.control import ControlTask, make_control
+from rewire.es import ESConfig, ScoreFn
+from rewire.rollout import control_rollout
+
+
+@dataclass(frozen=True)
+class HadesConfig:
+    """A behaviour-distillation run. `labels`: for discrete actions, 'fixed' one-hot labels assigned
+    round-robin (state i is labelled i mod n_actions, so no state is dropped) or 'learned' logits whose
+    softmax is the target. Continuous actions are always evolved (unbounded; the env clips)."""
+
+    env_id: str = "CartPole-v1"
+    size: int = 4
+    variant: str = "R"
+    inits: int = 2
+    generations: int = 150
+    es: ESConfig = field(default_factory=ESConfig)
+    learner: Learner = field(default_factory=Learner)
+    num_envs: int = 4
+    rollout_steps: int | None = None  # None: the task's horizon
+    labels: str = "fixed"
+    evolve_lr: bool = False
+    greedy: bool = False  # act with the mode instead of sampling (the paper samples)
+
+    def validate(self, task: ControlTask) -> None:
+        if self.variant not in ("F", "R"):
+            raise ValueError(
+                f"unknown variant {self.variant!r}; choose 'F' (fixed init) or 'R' (random inits)"
+            )
+        if not 1 <= self.size <= 1024:
+            raise ValueError(f"dataset size {self.size}: choose 1 to 1024 state-action pairs")
+        if self.labels not in ("fixed", "learned"):
+            raise ValueError(f"unknown labels {self.labels!r}; choose 'fixed' or 'learned'")
+        if self.inits < 1 or self.num_envs < 1 or self.generations < 0:
+            raise ValueError("inits and num_envs must be >= 1 and generations >= 0")
+        self.es.validate()
+        self.learner.validate()
+
+    def steps(self, task: ControlTask) -> int:
+        return self.rollout_steps or task.horizon
+
+    def env_steps_per_generation(self, task: ControlTask) -> int:
+        inits = 1 if self.variant == "F" else self.inits
+        return self.es.popsize * inits * self.num_envs * self.steps(task)
+
+
+def default_config(env_id: str, **overrides: Any) -> HadesConfig:
+    """Settings that work on 2 CPU cores for each supported task (overrides replace fields)."""
+    classic = HadesConfig(env_id=env_id)
+    base = {
+        "CartPole-v1": classic,
+        "Acrobot-v1": replace(classic, size=3),
+        "Pendulum-v1": replace(
+            classic,
+            size=8,
+            generations=300,
+            learner=Learner(lr=0.01, steps=100, clip_norm=0.5),
+            rollout_steps=200,
+        ),
+        "MountainCarContinuous-v0": replace(
+            classic, size=8, learner=Learner(lr=0.01, steps=100, clip_norm=0.5), num_envs=2
+        ),
+    }.get(
+        env_id,
+        HadesConfig(  # Brax: the reference's OpenES settings, a narrower policy for CPU
+            env_id=env_id,
+            size=4,
+            generations=300,
+            es=ESConfig("openes", popsize=64, sigma=0.03, lr=0.05),
+            learner=Learner(hidden=(64, 64), lr=5e-3, steps=200, clip_norm=0.5),
+            num_envs=1,
+        ),
+    )
+    return replace(base, **overrides)
+
+
+# ----------------------------------------------------------------------------- observation normalisation
+
+
+def observation_stats(task: ControlTask, key: jax.Array, num_envs: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed normalisation constants (mean, std) of the observations of a uniformly random policy.
+
+    Synthetic states live in this normalised space; the constants are stored with the dataset, so a
+    dataset means the same thing in every rollout (the reference's running statistics did not)."""
+
+    def random_policy(obs, k):
+        if task.discrete:
+            return jax.random.randint(k, (), 0, task.action_dim)
+        return jax.random.uniform(k, (task.action_dim,), minval=-1.0, maxval=1.0)
+
+    obs = control_rollout(task, random_policy, key, num_envs, task.horizon)["observations"]
+    obs = np.asarray(obs).reshape(-1, task.obs_dim)
+    return obs.mean(0), np.sqrt(obs.var(0) + 1e-8)
+
+
+# ----------------------------------------------------------------------------- datasets and fitness
+
+
+def dataset_template(config: HadesConfig, task: ControlTask) -> dict[str, jax.Array]:
+    """The evolved arrays, all zeros (the reference's starting point). Named, never a bare flat vector."""
+    n, a = config.size, task.action_dim
+    out = {"states": jnp.zeros((n, task.obs_dim))}
+    if not task.discrete:
+        out["actions"] = jnp.zeros((n, a))
+    elif config.labels == "learned":
+        out["logits"] = jnp.zeros((n, a))
+    if config.evolve_lr:
+        out["log_lr"] = jnp.zeros(())
+    return out
+
+
+def bc_targets(dataset: dict[str, jax.Array], task: ControlTask) -> jax.Array:
+    """What BC fits: evolved actions, softmax of evolved logits, or round-robin one-hot labels."""
+    if not task.discrete:
+        return dataset["actions"]
+    if "logits" in dataset:
+        return jax.nn.softmax(dataset["logits"])
+    return jax.nn.one_hot(jnp.arange(dataset["states"].shape[0]) % task.action_dim, task.action_dim)
+
+
+def check_dataset(dataset: dict[str, Any], task: ControlTask) -> None:
+    """Raise a clear error if a dataset does not fit the task's observation and action shapes."""
+    states = np.asarray(dataset.get("states", np.zeros((0,))))
+    if states.ndim != 2 or states.shape[1] != task.obs_dim or states.shape[0] < 1:
+        raise ValueError(
+            f"dataset states have shape {states.shape}; {task.env_id} needs (N, {task.obs_dim}) with N >= 1"
+        )
+    for name in ("actions", "logits"):
+        if name in dataset:
+            shape = np.asarray(dataset[name]).shape
+            if shape != (states.shape[0], task.action_dim):
+                need = (states.shape[0], task.action_dim)
+                raise ValueError(f"dataset {name} have shape {shape}; {task.env_id} needs {need}")
+    if not task.discrete and "actions" not in dataset:
+        raise ValueError(f"{task.env_id} has continuous actions, but the dataset has no 'actions' array")
+    if task.discrete and "actions" in dataset:
+        raise ValueError(f"{task.env_id} has discrete actions; the dataset's continuous 'actions' do not fit")
+
+
+def make_policy_fn(task: ControlTask, module, params, obs_mean, obs_std, greedy: bool):
+    """policy_fn(obs, key) for rollouts: normalise the raw observation, then act."""
+    return lambda obs, k: act(module, params, (obs - obs_mean) / obs_std, k, greedy)
+
+
+def policy_for(config: HadesConfig, task: ControlTask):
+    return policy_module(config.learner, task.action_dim, not task.discrete)
+
+
+def make_hades_score(
+    config: HadesConfig, task: ControlTask, obs_mean: np.ndarray, obs_std: np.ndarray
+) -> ScoreFn:
+    """Fitness of one candidate dataset for one fresh initialisation: BC, then the rollout return."""
+    learner = config.learner
+    module = policy_for(config, task)
+    mean, std = jnp.asarray(obs_mean), jnp.asarray(obs_std)
+
+    def score(dataset, params, eval_key):
+        lr_scale = jnp.exp(dataset["log_lr"]) if "log_lr" in dataset else 1.0
+        params, losses = train_bc(
+            learner, module, params, dataset["states"], bc_targets(dataset, task), lr_scale
+        )
+        policy = make_policy_fn(task, module, params, mean, std, config.greedy)
+        out = control_rollout(task, policy, eval_key, config.num_envs, config.steps(task))
+        return out["mean_return"], {"bc_loss": losses[-1]}
+
+    return score
+
+
+def make_neuroevolution_score(
+    config: HadesConfig, task: ControlTask, obs_mean: np.ndarray, obs_std: np.ndarray
+) -> ScoreFn:
+    """The baseline: the same ES directly on the policy's weights, with the same network and evaluation."""
+    module = policy_for(config, task)
+    mean, std = jnp.asarray(obs_mean), jnp.asarray(obs_std)
+
+    def score(params, init, eval_key):
+        policy = make_policy_fn(task, module, params, mean, std, config.greedy)
+        return control_rollout(task, policy, eval_key, config.num_envs, config.steps(task))["mean_return"], {}
+
+    return score
+
+
+def evaluate_policies(
+    task: ControlTask,
+    module,
+    params,
+    obs_mean: np.ndarray,
+    obs_std: np.ndarray,
+    key: jax.Array,
+    episodes: int = 10,
+    greedy: bool = False,
+) -> np.ndarray:
+    """Mean first-episode return over `episodes` full-horizon episodes for each of a stack of policies."""
+    mean, std = jnp.asarray(obs_mean), jnp.asarray(obs_std)
+
+    def one(p, k):
+        policy = make_policy_fn(task, module, p, mean, std, greedy)
+        return control_rollout(task, policy, k, episodes, task.horizon)["first_return"]
+
+    count = jax.tree.leaves(params)[0].shape[0]
+    return np.asarray(jax.jit(jax.vmap(one))(params, jax.random.split(key, count)))
+
+
+def evaluate_dataset(
+    dataset: dict[str, Any],
+    task: ControlTask,
+    learner: Learner,
+    obs_mean: np.ndarray,
+    obs_std: np.ndarray,
+    key: jax.Array,
+    inits: int = 10,
+    episodes: int = 10,
+    greedy: bool = False,
+) -> dict[str, np.ndarray]:
+    """Train `inits` fresh policies of `learner`'s architecture on the dataset; per init, the mean
+    first-episode return over `episodes` episodes and the final BC loss."""
+    check_dataset(dataset, task)
+    learner.validate()
+    module = policy_module(learner, task.action_dim, not task.discrete)
+    data = {k: jnp.asarray(v) for k, v in dataset.items()}
+    lr_scale = jnp.exp(data["log_lr"]) if "log_lr" in data else 1.0
+    k_init, k_eval = jax.random.split(key)
+    params = init_many(module, task.obs_dim, jax.random.split(k_init, inits))
+    fit = jax.jit(
+        jax.vmap(lambda p: train_bc(learner, module, p, data["states"], bc_targets(data, task), lr_scale))
+    )
+    params, losses = fit(params)
+    returns = evaluate_policies(task, module, params, obs_mean, obs_std, k_eval, episodes, greedy)
+    return {"returns": returns, "bc_loss": np.asarray(losses[:, -1])}
+
+
+def config_dict(config: HadesConfig) -> dict:
+    return asdict(config)
+
+
+def config_from_dict(data: dict) -> HadesConfig:
+    data = dict(data)
+    es, learner = ESConfig(**data.pop("es")), data.pop("learner")
+    learner = Learner(**(learner | {"hidden": tuple(learner["hidden"])}))
+    return HadesConfig(**data, es=es, learner=learner)
+
+
+def task_for(config: HadesConfig) -> ControlTask:
+    task = make_control(config.env_id)
+    config.validate(task)
+    return task

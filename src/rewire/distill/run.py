@@ -1,0 +1,111 @@
+"""Running HaDES and the neuroevolution baseline: build from a config and a seed, checkpoint, resume, save."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from rewire.checkpoint import load_checkpoint
+from rewire.distill.bc import initializer
+from rewire.distill.dataset import save_synthetic
+from rewire.distill.evolution import Evolution
+from rewire.distill.hades import (
+    HadesConfig,
+    config_dict,
+    config_from_dict,
+    dataset_template,
+    make_hades_score,
+    make_neuroevolution_score,
+    observation_stats,
+    policy_for,
+    task_for,
+)
+from rewire.envs.control import ControlTask
+from rewire.runs import versions
+
+
+@dataclass
+class EvolutionRun:
+    """An `Evolution` with the task it runs on and the fixed normalisation constants."""
+
+    config: HadesConfig
+    seed: int
+    task: ControlTask
+    evolution: Evolution
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    kind: str  # "hades" or "neuroevolution"
+
+    def __post_init__(self) -> None:
+        self.evolution.meta = {
+            "kind": self.kind,
+            "config": config_dict(self.config),
+            "seed": self.seed,
+            "obs_mean": self.obs_mean,
+            "obs_std": self.obs_std,
+        }
+
+    @property
+    def env_steps(self) -> int:
+        return self.evolution.generation * self.config.env_steps_per_generation(self.task)
+
+    def run(self, checkpoint: Path | None = None, quiet: bool = False) -> None:
+        """Run to `config.generations`, checkpointing every 25 generations and at the end."""
+        label = f"{self.kind} {self.config.env_id}"
+        self.evolution.run(self.config.generations, checkpoint, quiet=quiet, description=label)
+
+
+def _stats(config: HadesConfig, task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return observation_stats(task, jax.random.fold_in(jax.random.key(seed), 1))
+
+
+def build_hades(config: HadesConfig, seed: int) -> EvolutionRun:
+    """HaDES from a config and one seed (which drives ES noise, inits, rollouts and normalisation)."""
+    task = task_for(config)
+    obs_mean, obs_std = _stats(config, task, seed)
+    score = make_hades_score(config, task, obs_mean, obs_std)
+    fixed = jax.random.fold_in(jax.random.key(seed), 2) if config.variant == "F" else None
+    inits = 1 if config.variant == "F" else config.inits
+    init_fn = initializer(policy_for(config, task), task.obs_dim)
+    evo = Evolution(config.es, dataset_template(config, task), score, inits, seed, fixed, init_fn)
+    return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "hades")
+
+
+def build_neuroevolution(config: HadesConfig, seed: int) -> EvolutionRun:
+    """The same ES on the policy weights, started from a standard random initialisation, with as many
+    rollouts per candidate as HaDES-R has inits, so both spend the same environment steps per generation."""
+    task = task_for(config)
+    obs_mean, obs_std = _stats(config, task, seed)
+    params0 = initializer(policy_for(config, task), task.obs_dim)(jax.random.fold_in(jax.random.key(seed), 3))
+    inits = 1 if config.variant == "F" else config.inits
+    score = make_neuroevolution_score(config, task, obs_mean, obs_std)
+    evo = Evolution(config.es, params0, score, inits, seed)
+    return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "neuroevolution")
+
+
+def resume_run(path: str | Path, expect: HadesConfig | None = None) -> EvolutionRun:
+    """Rebuild a run from its checkpoint and continue where it stopped."""
+    state = load_checkpoint(path)
+    config = config_from_dict(state["config"])
+    if expect is not None and config_dict(expect) != config_dict(config):
+        raise ValueError(f"{path} was written by another configuration; resume it without changing flags")
+    build = build_hades if state["kind"] == "hades" else build_neuroevolution
+    run = build(config, state["seed"])
+    run.evolution.load_state_dict(state)
+    return run
+
+
+def save_dataset(run: EvolutionRun, path: Path) -> Path:
+    """Save the ES mean (the released dataset) with its normalisation constants and provenance."""
+    meta: dict[str, Any] = {
+        "env_id": run.config.env_id,
+        "config": config_dict(run.config),
+        "seed": run.seed,
+        "generation": run.evolution.generation,
+        "versions": versions(),
+    }
+    return save_synthetic(path, jax.device_get(run.evolution.mean()), run.obs_mean, run.obs_std, meta)
