@@ -14,16 +14,14 @@ from rewire.distill.hades import (
     bc_targets,
     config_dict,
     default_config,
-    evaluate_dataset,
     evaluate_policies,
     policy_for,
 )
-from rewire.distill.run import build_hades, build_neuroevolution, save_dataset
+from rewire.distill.run import EVAL_INITS, build_hades, build_neuroevolution, save_dataset
 from rewire.envs.control import ControlTask, make_control
 from rewire.report import COLORS, plot_curves, plt
 from rewire.runs import versions
 
-EVAL_INITS = 10  # fresh policies per reported median (the issue's "median of 10")
 NE_SIGMA = 0.03  # the reference's neuroevolution sigma on weights (method note, section 8)
 
 
@@ -40,6 +38,10 @@ def generalisation_archs(learner) -> dict[str, str]:
         "steps_x0.5": f"steps={max(1, learner.steps // 2)}",
         "steps_x2": f"steps={learner.steps * 2}",
     }
+
+
+def parameter_count(tree) -> int:
+    return int(sum(np.size(x) for x in jax.tree.leaves(tree)))
 
 
 def bench_config(
@@ -68,28 +70,27 @@ def run_hades_benchmark(
     """Distil a dataset, evaluate fresh policies on it, run the baseline at equal env steps, and test
     transfer. With `out_dir`, checkpoints and the dataset (NPZ) are written there."""
     config = bench_config(env, size, variant, generations, popsize)
-    key = jax.random.fold_in(jax.random.key(seed), 100)
     hades = build_hades(config, seed)
     hades.run(out_dir / "hades.ckpt" if out_dir else None, quiet)
     dataset = jax.device_get(hades.evolution.mean())
     if out_dir is not None:
         save_dataset(hades, out_dir / "dataset.npz")
-    ev = evaluate_dataset(dataset, hades.task, config.learner, hades.obs_mean, hades.obs_std, key, EVAL_INITS)
+    ev = hades.evaluate_mean()
 
     ne_config = replace(config, es=replace(config.es, sigma=NE_SIGMA))
     ne = build_neuroevolution(ne_config, seed)
     ne.run(out_dir / "neuroevolution.ckpt" if out_dir else None, quiet)
     # One policy, evaluated EVAL_INITS times (fresh episodes each) so both medians are over 10 numbers.
-    ne_params = jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], EVAL_INITS, 0), ne.evolution.mean())
+    ne_mean = jax.device_get(ne.evolution.mean())
+    ne_params = jax.tree.map(lambda x: np.repeat(x[None], EVAL_INITS, 0), ne_mean)
     module = policy_for(config, ne.task)
     ne_returns = evaluate_policies(
-        ne.task, module, ne_params, ne.obs_mean, ne.obs_std, jax.random.fold_in(key, 1)
+        ne.task, module, ne_params, ne.obs_mean, ne.obs_std, jax.random.fold_in(hades.evaluation_key, 1)
     )
 
     generalisation, per_arch = {}, {}
     for name, spec in generalisation_archs(config.learner).items():
-        learner = config.learner.with_arch(spec)
-        out = evaluate_dataset(dataset, hades.task, learner, hades.obs_mean, hades.obs_std, key, EVAL_INITS)
+        out = hades.evaluate_mean(config.learner.with_arch(spec))
         generalisation[name] = float(np.median(out["returns"]))
         per_arch[name] = {"spec": spec, "returns": out["returns"]}
 
@@ -108,11 +109,11 @@ def run_hades_benchmark(
             "return_per_eval": ne_returns,
             "env_steps": ne.env_steps,
             "sigma": NE_SIGMA,
-            "parameters": int(sum(np.size(x) for x in jax.tree.leaves(ne_params)) // EVAL_INITS),
+            "parameters": parameter_count(ne_mean),
             "generations_per_s": ne.evolution.generations_per_s,
         },
         "env_steps": hades.env_steps,
-        "dataset_parameters": int(sum(np.size(x) for x in jax.tree.leaves(dataset))),
+        "dataset_parameters": parameter_count(dataset),
         "generalisation": generalisation,
         "generalisation_detail": per_arch,
         "generations_per_s": hades.evolution.generations_per_s,

@@ -38,7 +38,7 @@ def distill(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     from rewire.bench.hades import plot_dataset
-    from rewire.distill.hades import default_config, evaluate_dataset
+    from rewire.distill.hades import default_config
     from rewire.distill.run import build_hades, resume_run, save_dataset
 
     if resume is not None:
@@ -68,9 +68,7 @@ def distill(
         record_run(run_dir, config, seed)
     run.run(run_dir / "hades.ckpt", quiet)
     path = save_dataset(run, run_dir / "dataset.npz")
-    dataset = jax.device_get(run.evolution.mean())
-    key = jax.random.fold_in(jax.random.key(run.seed), 100)
-    ev = evaluate_dataset(dataset, run.task, run.config.learner, run.obs_mean, run.obs_std, key)
+    ev = run.evaluate_mean()
     result = {
         "env": run.config.env_id,
         "generation": run.evolution.generation,
@@ -81,7 +79,7 @@ def distill(
         "history": run.evolution.history,
     }
     write_json(run_dir / "result.json", result)
-    plot_dataset({k: np.asarray(v) for k, v in dataset.items()}, run.task, run_dir / "dataset.png")
+    plot_dataset(jax.device_get(run.evolution.mean()), run.task, run_dir / "dataset.png")
     console.print(
         f"done: {path}; fresh-init return median {result['return_median']:.1f} over 10 inits "
         f"(per init: {np.round(ev['returns'], 1).tolist()})"

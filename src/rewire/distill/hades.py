@@ -57,9 +57,13 @@ class HadesConfig:
     def steps(self, task: ControlTask) -> int:
         return self.rollout_steps or task.horizon
 
+    @property
+    def inits_per_candidate(self) -> int:
+        """Inner initialisations each candidate is scored with: one fixed init for F, `inits` for R."""
+        return 1 if self.variant == "F" else self.inits
+
     def env_steps_per_generation(self, task: ControlTask) -> int:
-        inits = 1 if self.variant == "F" else self.inits
-        return self.es.popsize * inits * self.num_envs * self.steps(task)
+        return self.es.popsize * self.inits_per_candidate * self.num_envs * self.steps(task)
 
 
 def default_config(env_id: str, **overrides: Any) -> HadesConfig:
@@ -136,6 +140,12 @@ def bc_targets(dataset: dict[str, jax.Array], task: ControlTask) -> jax.Array:
     return jax.nn.one_hot(jnp.arange(dataset["states"].shape[0]) % task.action_dim, task.action_dim)
 
 
+def fit_dataset(learner: Learner, module, params, dataset: dict[str, jax.Array], task: ControlTask):
+    """Behaviour-clone `dataset` from `params` (at the evolved learning rate, if the dataset carries one)."""
+    lr_scale = jnp.exp(dataset["log_lr"]) if "log_lr" in dataset else 1.0
+    return train_bc(learner, module, params, dataset["states"], bc_targets(dataset, task), lr_scale)
+
+
 def check_dataset(dataset: dict[str, Any], task: ControlTask) -> None:
     """Raise a clear error if a dataset does not fit the task's observation and action shapes."""
     states = np.asarray(dataset.get("states", np.zeros((0,))))
@@ -173,10 +183,7 @@ def make_hades_score(
     mean, std = jnp.asarray(obs_mean), jnp.asarray(obs_std)
 
     def score(dataset, params, eval_key):
-        lr_scale = jnp.exp(dataset["log_lr"]) if "log_lr" in dataset else 1.0
-        params, losses = train_bc(
-            learner, module, params, dataset["states"], bc_targets(dataset, task), lr_scale
-        )
+        params, losses = fit_dataset(learner, module, params, dataset, task)
         policy = make_policy_fn(task, module, params, mean, std, config.greedy)
         out = control_rollout(task, policy, eval_key, config.num_envs, config.steps(task))
         return out["mean_return"], {"bc_loss": losses[-1]}
@@ -236,13 +243,9 @@ def evaluate_dataset(
     learner.validate()
     module = policy_module(learner, task.action_dim, not task.discrete)
     data = {k: jnp.asarray(v) for k, v in dataset.items()}
-    lr_scale = jnp.exp(data["log_lr"]) if "log_lr" in data else 1.0
     k_init, k_eval = jax.random.split(key)
     params = init_many(module, task.obs_dim, jax.random.split(k_init, inits))
-    fit = jax.jit(
-        jax.vmap(lambda p: train_bc(learner, module, p, data["states"], bc_targets(data, task), lr_scale))
-    )
-    params, losses = fit(params)
+    params, losses = jax.jit(jax.vmap(lambda p: fit_dataset(learner, module, p, data, task)))(params)
     returns = evaluate_policies(task, module, params, obs_mean, obs_std, k_eval, episodes, greedy)
     return {"returns": returns, "bc_loss": np.asarray(losses[:, -1])}
 

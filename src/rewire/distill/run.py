@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from rewire.checkpoint import load_checkpoint
-from rewire.distill.bc import initializer
+from rewire.distill.bc import Learner, initializer
 from rewire.distill.dataset import save_synthetic
 from rewire.distill.evolution import Evolution
 from rewire.distill.hades import (
@@ -18,6 +18,7 @@ from rewire.distill.hades import (
     config_dict,
     config_from_dict,
     dataset_template,
+    evaluate_dataset,
     make_hades_score,
     make_neuroevolution_score,
     observation_stats,
@@ -26,6 +27,8 @@ from rewire.distill.hades import (
 )
 from rewire.envs.control import ControlTask
 from rewire.runs import versions
+
+EVAL_INITS = 10  # fresh policies per reported median (the issue's "median of 10")
 
 
 @dataclass
@@ -45,13 +48,30 @@ class EvolutionRun:
             "kind": self.kind,
             "config": config_dict(self.config),
             "seed": self.seed,
-            "obs_mean": self.obs_mean,
-            "obs_std": self.obs_std,
         }
 
     @property
     def env_steps(self) -> int:
         return self.evolution.generation * self.config.env_steps_per_generation(self.task)
+
+    @property
+    def evaluation_key(self) -> jax.Array:
+        """Drives final evaluations; derived from the seed, apart from the keys the ES itself uses."""
+        return jax.random.fold_in(jax.random.key(self.seed), 100)
+
+    def evaluate_mean(self, learner: Learner | None = None, inits: int = EVAL_INITS) -> dict[str, np.ndarray]:
+        """Fresh policies (this run's learner, or another) trained on the ES mean: `evaluate_dataset`, with
+        the run's evaluation key."""
+        dataset = jax.device_get(self.evolution.mean())
+        return evaluate_dataset(
+            dataset,
+            self.task,
+            learner or self.config.learner,
+            self.obs_mean,
+            self.obs_std,
+            self.evaluation_key,
+            inits,
+        )
 
     def run(self, checkpoint: Path | None = None, quiet: bool = False) -> None:
         """Run to `config.generations`, checkpointing every 25 generations and at the end."""
@@ -59,19 +79,20 @@ class EvolutionRun:
         self.evolution.run(self.config.generations, checkpoint, quiet=quiet, description=label)
 
 
-def _stats(config: HadesConfig, task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _stats(task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return observation_stats(task, jax.random.fold_in(jax.random.key(seed), 1))
 
 
 def build_hades(config: HadesConfig, seed: int) -> EvolutionRun:
     """HaDES from a config and one seed (which drives ES noise, inits, rollouts and normalisation)."""
     task = task_for(config)
-    obs_mean, obs_std = _stats(config, task, seed)
+    obs_mean, obs_std = _stats(task, seed)
     score = make_hades_score(config, task, obs_mean, obs_std)
     fixed = jax.random.fold_in(jax.random.key(seed), 2) if config.variant == "F" else None
-    inits = 1 if config.variant == "F" else config.inits
     init_fn = initializer(policy_for(config, task), task.obs_dim)
-    evo = Evolution(config.es, dataset_template(config, task), score, inits, seed, fixed, init_fn)
+    evo = Evolution(
+        config.es, dataset_template(config, task), score, config.inits_per_candidate, seed, fixed, init_fn
+    )
     return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "hades")
 
 
@@ -79,11 +100,10 @@ def build_neuroevolution(config: HadesConfig, seed: int) -> EvolutionRun:
     """The same ES on the policy weights, started from a standard random initialisation, with as many
     rollouts per candidate as HaDES-R has inits, so both spend the same environment steps per generation."""
     task = task_for(config)
-    obs_mean, obs_std = _stats(config, task, seed)
+    obs_mean, obs_std = _stats(task, seed)
     params0 = initializer(policy_for(config, task), task.obs_dim)(jax.random.fold_in(jax.random.key(seed), 3))
-    inits = 1 if config.variant == "F" else config.inits
     score = make_neuroevolution_score(config, task, obs_mean, obs_std)
-    evo = Evolution(config.es, params0, score, inits, seed)
+    evo = Evolution(config.es, params0, score, config.inits_per_candidate, seed)
     return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "neuroevolution")
 
 
