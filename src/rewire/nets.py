@@ -20,19 +20,22 @@ def activation(name: str) -> Activation:
 
 
 class MLP(nn.Module):
-    """Orthogonally initialised MLP (hidden gain sqrt(2), output gain `out_gain`, zero biases)."""
+    """Orthogonally initialised MLP (hidden gain sqrt(2), output gain `out_gain`, zero biases).
+    With `with_features`, returns (output, last hidden layer) for last-layer uncertainty models."""
 
     hidden: Sequence[int]
     out_dim: int
     act: str = "relu"
     out_gain: float = 1e-2
+    with_features: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array | tuple[jax.Array, jax.Array]:
         f = activation(self.act)
         for width in self.hidden:
             x = f(nn.Dense(width, kernel_init=nn.initializers.orthogonal(jnp.sqrt(2.0)))(x))
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_gain))(x)
+        out = nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_gain))(x)
+        return (out, x) if self.with_features else out
 
 
 class DeterministicPolicy(nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rewire.cli import bench, calql, data, demo, hades
+from rewire.cli import amf, bench, calql, data, demo, hades
 
 app = typer.Typer(
     help="rewire: change what a trained agent or network knows after training.",
@@ -16,6 +16,9 @@ app.add_typer(data.app, name="data", help="Generate and inspect offline RL datas
 app.add_typer(calql.app, name="calql", help="Cal-QL / CQL: offline pre-training, then online fine-tuning.")
 app.add_typer(
     hades.app, name="hades", help="HaDES: distil behaviour (or digits) into a few synthetic samples."
+)
+app.add_typer(
+    amf.app, name="amf", help="AMF: spend a demonstration budget where a multi-task policy is most unsure."
 )
 app.add_typer(bench.app, name="bench", help="Benchmarks that write JSON results (medians over seeds).")
 app.command(

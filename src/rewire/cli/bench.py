@@ -68,3 +68,35 @@ def hades(
         f"neuroevolution {ne['return_median']:.1f} at {ne['env_steps']:,} env steps"
     )
     console.print("transfer: " + ", ".join(f"{k} {v:.1f}" for k, v in result["generalisation"].items()))
+
+
+@app.command("amf", help="AMF vs uniform and random task selection, GP and NN, mismatch and control.")
+@friendly_errors
+def amf(
+    seeds: int = typer.Option(5, min=1, help="Seeds per method."),
+    seed: int = typer.Option(0, help="Base seed."),
+    tasks: int = typer.Option(24, help="Number of tasks (even)."),
+    env: str = typer.Option("reach2d", help="reach2d or arm2d."),
+    budget: int = typer.Option(32, help="Demonstrations per run."),
+    batch: int = typer.Option(2, help="Demonstrations per round."),
+    proxies: str = typer.Option("rollout", help="rollout or is."),
+    model: list[str] = typer.Option(["gp", "nn"], help="Models to run (repeatable)."),
+    json_out: Path = typer.Option(None, "--json", help="Write the result here."),
+    plots: Path = typer.Option(None, help="Also write PNG curves into this folder."),
+    out: Path = typer.Option(None, help="Keep per-round checkpoints in this folder."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from rewire.bench.amf import plot_amf, run_amf_benchmark
+
+    result = run_amf_benchmark(env, tasks, seeds, seed, budget, batch, proxies, tuple(model), quiet, out)
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"wrote {json_out}")
+    if plots is not None:
+        plot_amf(result, plots, env, tasks)
+    for setting, by_model in result["settings"].items():
+        for name, by_sel in by_model.items():
+            line = ", ".join(f"{s} {c['demos_to_0.9']}" for s, c in by_sel.items())
+            console.print(f"{setting:>8} {name}: demos to 0.9: {line}")
+    for name, c in result["criteria"].items():
+        console.print(f"{name}: {c}")

@@ -1,0 +1,1 @@
+"""AMF: active multi-task fine-tuning of a pretrained generalist policy."""

@@ -1,0 +1,264 @@
+"""AMF, active multi-task fine-tuning (Bagatella et al.): the pure core.
+
+Each round: estimate the states the expert visits in every target task (proxies), build the posterior
+covariance of the expert's actions over those inputs, choose a batch of tasks by greedy expected information
+gain (or by a baseline selector), ask the scripted expert for one demonstration of each, and refit the
+policy. The target distribution is uniform over all tasks.
+
+`AMF.init(key, pre_tasks, params) -> state` and `AMF.round(state) -> (state, metrics)` are pure and jit- and
+vmap-able: the shell runs seeds, settings and selectors side by side. Selectors: `amf`, `uniform` (a fixed
+shuffled round-robin order per seed, as the paper's uniform "with a fixed sampling order") and `random`
+(i.i.d. uniform tasks). Every selector of a seed sees the same pretrained policy and the same expert noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import jax
+import jax.numpy as jnp
+
+from rewire.active.gaussian import greedy_batch
+from rewire.active.models import Data, GPModel, GPSettings, NNModel, NNSettings
+from rewire.envs.multitask import MultiTaskEnv, TaskPolicy, make_multitask
+
+SELECTORS = ("amf", "uniform", "random")
+MODELS = ("gp", "nn")
+PROXIES = ("rollout", "is")
+
+
+@dataclass(frozen=True)
+class AMFConfig:
+    """One AMF experiment. `budget` demonstrations are requested in rounds of `batch`.
+
+    proxies: 'rollout' (one noise-free rollout of the current policy per task; the default) or 'is'
+    (past demonstrations, pretraining ones included, importance-weighted by the current policy with
+    Gaussian likelihoods of std `is_action_std`, log-weights tempered by 1/H, top `is_top_k` per task).
+    `proxy_stride` keeps every k-th state of a proxy trajectory. With `targets`, the target distribution
+    (the criterion's weights, the baselines' task pool and the reported success) is uniform over those
+    tasks; AMF may still ask for any task.
+    """
+
+    env: str = "reach2d"
+    tasks: int = 24
+    model: str = "gp"
+    budget: int = 48
+    batch: int = 4
+    proxies: str = "rollout"
+    proxy_stride: int = 2
+    is_top_k: int = 3
+    is_action_std: float = 0.05
+    targets: tuple[int, ...] | None = None  # target task ids (default: all tasks, uniformly)
+    gp: GPSettings = field(default_factory=GPSettings)
+    nn: NNSettings = field(default_factory=NNSettings)
+
+    @property
+    def rounds(self) -> int:
+        return self.budget // self.batch
+
+    def validate(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {list(MODELS)}")
+        if self.proxies not in PROXIES:
+            raise ValueError(f"unknown proxies {self.proxies!r}; choose one of {list(PROXIES)}")
+        if self.batch < 1:
+            raise ValueError(f"--batch must be at least 1, got {self.batch}")
+        if self.budget < self.batch:
+            raise ValueError(f"--budget {self.budget} is below the batch size {self.batch}: no round fits")
+        if self.budget % self.batch:
+            raise ValueError(f"--budget {self.budget} must be a multiple of --batch {self.batch}")
+        if self.proxy_stride < 1 or not 1 <= self.is_top_k <= self.tasks or self.is_action_std <= 0:
+            raise ValueError("need proxy_stride >= 1, 1 <= is_top_k <= tasks and is_action_std > 0")
+
+
+def config_from_dict(d: dict) -> AMFConfig:
+    d = dict(d)
+    d["targets"] = None if d["targets"] is None else tuple(d["targets"])
+    gp, nn = GPSettings(**d.pop("gp")), NNSettings(**(d.pop("nn") | {"hidden": tuple(d["nn"]["hidden"])}))
+    return AMFConfig(**d, gp=gp, nn=nn)
+
+
+def config_dict(config: AMFConfig) -> dict:
+    return asdict(config)
+
+
+def selector_id(name: str) -> int:
+    if name not in SELECTORS:
+        raise ValueError(f"unknown selector {name!r}; choose one of {list(SELECTORS)}")
+    return SELECTORS.index(name)
+
+
+class AMF:
+    """The pure functions of one configuration."""
+
+    def __init__(self, config: AMFConfig):
+        config.validate()
+        self.config = config
+        self.env: MultiTaskEnv = make_multitask(config.env, config.tasks)
+        targets = range(self.env.num_tasks) if config.targets is None else config.targets
+        self.targets = jnp.asarray([self.env.check_task(t) for t in targets], jnp.int32)
+        if not len(self.targets) or len(set(targets)) != len(self.targets):
+            raise ValueError(f"targets must be distinct task ids, got {config.targets}")
+        # weight of each task in the target distribution mu_c
+        self.target_weights = jnp.zeros(self.env.num_tasks).at[self.targets].set(1.0 / len(self.targets))
+        if config.model == "gp":
+            self.model = GPModel(self.env, config.gp, self.env.expert_noise**2)
+        else:
+            self.model = NNModel(self.env, config.nn)
+
+    # -- keys: one seed key drives everything -------------------------------------------------------
+    @staticmethod
+    def _keys(key_data: jax.Array) -> dict[str, jax.Array]:
+        names = ("pretrain_demos", "order", "pretrain", "params", "rounds")
+        return dict(zip(names, jax.random.split(jax.random.wrap_key_data(key_data), len(names)), strict=True))
+
+    def param_keys(self, key_data: jax.Array) -> jax.Array:
+        """Network-initialisation keys for a batch of seed keys (the shell builds parameters outside vmap)."""
+        return jax.vmap(lambda k: self._keys(k)["params"])(key_data)
+
+    # -- data -------------------------------------------------------------------------------------------
+    def _flat(self, states: jax.Array, actions: jax.Array, tasks: jax.Array, valid: jax.Array) -> Data:
+        h = self.env.horizon
+        inputs = jax.vmap(self.env.inputs)(states, tasks)
+        return Data(
+            inputs.reshape(-1, self.env.input_dim),
+            actions.reshape(-1, self.env.action_dim),
+            jnp.repeat(tasks, h),
+            jnp.repeat(valid, h),
+        )
+
+    def pretraining_data(self, state: dict) -> Data:
+        tasks = state["pre_tasks"]
+        return self._flat(state["pre_states"], state["pre_actions"], tasks, jnp.ones(tasks.shape, bool))
+
+    def collected_data(self, state: dict) -> Data:
+        valid = jnp.arange(self.config.budget) < state["count"]
+        return self._flat(state["states"], state["actions"], state["tasks"], valid)
+
+    # -- init -------------------------------------------------------------------------------------------
+    def init(self, key_data: jax.Array, pre_tasks: jax.Array, params: jax.Array) -> dict:
+        """Pretraining demos of `pre_tasks` from the expert, the pretrained model, an empty demo store."""
+        keys, env, n = self._keys(key_data), self.env, self.config.budget
+        pre_states, pre_actions = jax.vmap(env.demonstrate)(
+            pre_tasks, jax.random.split(keys["pretrain_demos"], pre_tasks.shape[0])
+        )
+        state = {
+            "key": key_data,
+            "round": jnp.zeros((), jnp.int32),
+            "selector": jnp.zeros((), jnp.int32),
+            "order": jax.random.permutation(keys["order"], self.targets),
+            "pre_states": pre_states,
+            "pre_actions": pre_actions,
+            "pre_tasks": pre_tasks.astype(jnp.int32),
+            "states": jnp.zeros((n, env.horizon, env.state_dim), pre_states.dtype),
+            "actions": jnp.zeros((n, env.horizon, env.action_dim), pre_states.dtype),
+            "tasks": jnp.zeros(n, jnp.int32),
+            "count": jnp.zeros((), jnp.int32),
+        }
+        state["model"] = self.model.pretrain(keys["pretrain"], self.pretraining_data(state), params)
+        return state
+
+    # -- proxies of the expert's state distribution per task --------------------------------------------
+    def rollout_proxies(self, policy: TaskPolicy) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """One noise-free rollout of the current policy per task: inputs Z, target weights, candidate idx."""
+        env, c = self.env, self.env.num_tasks
+        tasks = jnp.arange(c)
+        states = jax.vmap(lambda t: env.rollout(policy, t, env.nominal_start, jax.random.key(0))[0])(tasks)
+        states = states[:, :: self.config.proxy_stride]
+        m = states.shape[1]
+        z = jax.vmap(env.inputs)(states, tasks).reshape(-1, env.input_dim)
+        weights = jnp.repeat(self.target_weights / m, m).astype(z.dtype)
+        return z, weights, jnp.arange(c * m).reshape(c, m)
+
+    def importance_proxies(
+        self,
+        policy: TaskPolicy,
+        pool_states: jax.Array,
+        pool_actions: jax.Array,
+        pool_tasks: jax.Array,
+        pool_valid: jax.Array,
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Past demonstrations re-weighted to each task c (the note's section 2.3): log w_i(c) =
+        sum_t [log pi(a_t | s_t, c) - log pi(a_t | s_t, c_i)] / H, self-normalised over the top k. Targets of
+        c are the top-k demos' states paired with c; c's candidate inputs are its top-1 demo's states."""
+        env, cfg, c = self.env, self.config, self.env.num_tasks
+        n = pool_tasks.shape[0]
+
+        def log_lik(task):
+            mean = jax.vmap(jax.vmap(lambda s: policy(s, task)))(pool_states)
+            return -jnp.sum((pool_actions - mean) ** 2, (-1, -2)) / (2 * cfg.is_action_std**2)
+
+        ll = jax.lax.map(log_lik, jnp.arange(c))  # (C, n)
+        log_w = (ll - ll[pool_tasks, jnp.arange(n)][None]) / env.horizon
+        log_w = jnp.where(pool_valid[None], log_w, -jnp.inf)
+        top, idx = jax.lax.top_k(log_w, cfg.is_top_k)  # (C, k)
+        w = jax.nn.softmax(top, axis=-1)
+        states = pool_states[idx][:, :, :: cfg.proxy_stride]  # (C, k, m, S)
+        k, m = states.shape[1], states.shape[2]
+        z = jax.vmap(env.inputs)(states, jnp.arange(c)).reshape(-1, env.input_dim)
+        w = w * self.target_weights[:, None]
+        weights = jnp.broadcast_to(w[:, :, None] / m, (c, k, m)).reshape(-1)
+        cand_idx = jnp.arange(c)[:, None] * k * m + jnp.arange(m)[None]
+        return z, weights, cand_idx
+
+    def proxies(self, state: dict, policy: TaskPolicy) -> tuple[jax.Array, jax.Array, jax.Array]:
+        if self.config.proxies == "rollout":
+            return self.rollout_proxies(policy)
+        valid = jnp.concatenate(
+            [jnp.ones(state["pre_tasks"].shape, bool), jnp.arange(self.config.budget) < state["count"]]
+        )
+        return self.importance_proxies(
+            policy,
+            jnp.concatenate([state["pre_states"], state["states"]]),
+            jnp.concatenate([state["pre_actions"], state["actions"]]),
+            jnp.concatenate([state["pre_tasks"], state["tasks"]]),
+            valid,
+        )
+
+    # -- one round --------------------------------------------------------------------------------------
+    def policy(self, state: dict) -> TaskPolicy:
+        post = self.model.posterior(state["model"], self.pretraining_data(state), self.collected_data(state))
+        return self.model.policy(state["model"], post)
+
+    def evaluate(self, state: dict) -> jax.Array:
+        """Success of the current policy in every task (noise-free rollouts): (C,) of 0/1."""
+        return self.env.success_per_task(self.policy(state))
+
+    def select(self, state: dict, key: jax.Array) -> dict:
+        """This round's batch for every selector, AMF's scores and whether the covariance was finite."""
+        cfg = self.config
+        pre, data = self.pretraining_data(state), self.collected_data(state)
+        post = self.model.posterior(state["model"], pre, data)
+        z, weights, cand_idx = self.proxies(state, self.model.policy(state["model"], post))
+        cov = self.model.cov(state["model"], post, z)
+        amf, scores = greedy_batch(cov, cand_idx, weights, self.model.noise, cfg.batch)
+        n = len(self.targets)
+        uniform = state["order"][(state["round"] * cfg.batch + jnp.arange(cfg.batch)) % n]
+        random = self.targets[jax.random.randint(key, (cfg.batch,), 0, n)]
+        return {
+            "amf": amf.astype(jnp.int32),
+            "uniform": uniform,
+            "random": random.astype(jnp.int32),
+            "scores": scores[0],
+            "finite": jnp.all(jnp.isfinite(cov)),
+        }
+
+    def round(self, state: dict) -> tuple[dict, dict]:
+        """Select a batch of tasks, get one expert demonstration of each, refit, evaluate."""
+        cfg = self.config
+        key = jax.random.fold_in(self._keys(state["key"])["rounds"], state["round"])
+        k_select, k_demo, k_fit = jax.random.split(key, 3)
+        choice = self.select(state, k_select)
+        tasks = jnp.stack([choice[name] for name in SELECTORS])[state["selector"]]
+        states, actions = jax.vmap(self.env.demonstrate)(tasks, jax.random.split(k_demo, cfg.batch))
+        at = state["count"]
+        state = state | {
+            "states": jax.lax.dynamic_update_slice_in_dim(state["states"], states, at, 0),
+            "actions": jax.lax.dynamic_update_slice_in_dim(state["actions"], actions, at, 0),
+            "tasks": jax.lax.dynamic_update_slice_in_dim(state["tasks"], tasks, at, 0),
+            "count": at + cfg.batch,
+            "round": state["round"] + 1,
+        }
+        state["model"] = self.model.fit(state["model"], self.collected_data(state), k_fit)
+        metrics = {"tasks": tasks, "scores": choice["scores"], "finite": choice["finite"]}
+        return state, metrics | {"success": self.evaluate(state)}

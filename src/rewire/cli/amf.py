@@ -1,0 +1,79 @@
+"""`rewire amf run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rewire.cli.common import console, friendly_errors
+from rewire.runs import new_run_dir, record_run, write_json
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def parse_targets(text: str | None) -> tuple[int, ...] | None:
+    """'0,3,5' -> (0, 3, 5); empty means every task."""
+    if not text:
+        return None
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError as err:
+        raise ValueError(f"--targets must be comma-separated task ids, got {text!r}") from err
+
+
+@app.command("run", help="Fine-tune a pretrained multi-task policy on a demonstration budget; resumable.")
+@friendly_errors
+def run(
+    env: str = typer.Option("reach2d", help="reach2d (2-D point mass) or arm2d (two-link arm)."),
+    tasks: int = typer.Option(24, help="Number of tasks (even: angles x 2 radii)."),
+    budget: int = typer.Option(32, help="Demonstrations to request in total."),
+    batch: int = typer.Option(2, help="Demonstrations per round (the policy is refitted after each round)."),
+    selector: str = typer.Option("amf", help="amf, uniform (round-robin) or random."),
+    model: str = typer.Option("gp", help="gp (exact GP policy) or nn (MLP with a Bayesian last layer)."),
+    setting: str = typer.Option("mismatch", help="Pretraining: mismatch, control or full."),
+    proxies: str = typer.Option("rollout", help="Expert-state proxies: rollout or is (importance weights)."),
+    targets: str = typer.Option(None, help="Target task ids, e.g. '0,1,2' (default: every task)."),
+    seed: int = typer.Option(0, help="Drives the expert's noise, pretraining, the order and the NN."),
+    out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
+    resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from rewire.active.amf import AMFConfig, config_dict
+    from rewire.active.run import AMFRun
+    from rewire.report import plot_curves
+
+    if resume is not None:
+        run_dir, amf_run = resume, AMFRun.resume(resume / "amf.ckpt")
+        console.print(f"resuming {run_dir} after round {amf_run.round}")
+    else:
+        config = AMFConfig(
+            env=env,
+            tasks=tasks,
+            model=model,
+            budget=budget,
+            batch=batch,
+            proxies=proxies,
+            targets=parse_targets(targets),
+        )
+        amf_run = AMFRun(config, [setting], [seed], [selector])
+        run_dir = new_run_dir(out, "amf")
+        amf_run.checkpoint = run_dir / "amf.ckpt"
+        record_run(run_dir, config_dict(config) | {"setting": setting, "selector": selector}, seed)
+    amf_run.run(quiet)
+    (setting_name,), (selector_name,) = amf_run.settings, amf_run.selectors
+    result = amf_run.results()[setting_name][selector_name]
+    write_json(run_dir / "results.json", {"config": config_dict(amf_run.config), "result": result})
+    plot_curves(
+        run_dir / "success.png",
+        result["demos"],
+        {selector_name: result["success_per_seed"]},
+        "demonstrations requested",
+        "mean success over tasks",
+        f"{selector_name}, {setting_name}",
+    )
+    console.print(
+        f"{run_dir}: success {result['success_median'][0]:.2f} -> {result['success_median'][-1]:.2f} "
+        f"after {result['demos'][-1]} demos; 0.9 reached at {result['demos_to_0.9']} demos; "
+        f"tasks asked: {result['tasks_per_seed'][0]}"
+    )
