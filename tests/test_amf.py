@@ -144,12 +144,11 @@ def test_uniform_is_round_robin_and_runs_are_deterministic_and_resume_exactly(tm
 
 
 def test_amf_beats_uniform_under_mismatch_small_gp():
-    config = AMFConfig(tasks=12, budget=8, batch=2)
+    config = AMFConfig(budget=8, batch=4)
     res = AMFRun(config, ["mismatch"], [0, 1], ["amf", "uniform"]).run(quiet=True).results()["mismatch"]
     amf, uniform = res["amf"], res["uniform"]
     assert amf["success_median"][0] == uniform["success_median"][0]  # same pretrained policy
-    mid = len(amf["demos"]) // 2
-    assert amf["success_median"][mid] >= uniform["success_median"][mid] + 0.15
+    assert amf["success_median"][-1] >= uniform["success_median"][-1] + 0.15  # after 8 demos
     assert amf["unseen_task_fraction"] > uniform["unseen_task_fraction"]
 
 

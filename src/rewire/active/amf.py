@@ -74,7 +74,9 @@ class AMFConfig:
 def config_from_dict(d: dict) -> AMFConfig:
     d = dict(d)
     d["targets"] = None if d["targets"] is None else tuple(d["targets"])
-    gp, nn = GPSettings(**d.pop("gp")), NNSettings(**(d.pop("nn") | {"hidden": tuple(d["nn"]["hidden"])}))
+    nn = d.pop("nn")
+    nn = NNSettings(**(nn | {"hidden": tuple(nn["hidden"])}))
+    gp = GPSettings(**d.pop("gp"))
     return AMFConfig(**d, gp=gp, nn=nn)
 
 
