@@ -213,3 +213,13 @@ def test_cli_run_and_bad_budget(tmp_path):
     assert res.exit_code == 0, res.output
     (run_dir,) = tmp_path.glob("amf-*")
     assert {"config.json", "results.json", "amf.ckpt", "success.png"} <= {p.name for p in run_dir.iterdir()}
+
+
+def test_importance_weighted_proxies_are_normalised_and_selection_runs():
+    amf = AMF(small_config(proxies="is"))
+    state = pretrained_state(amf)
+    z, weights, cand = amf.proxies(state, amf.policy(state))
+    assert bool(jnp.all(jnp.isfinite(z))) and float(weights.sum()) == pytest.approx(1.0, abs=1e-9)
+    assert cand.shape[0] == amf.env.num_tasks
+    state, metrics = amf.round(state)
+    assert bool(metrics["finite"]) and int(state["count"]) == 2
