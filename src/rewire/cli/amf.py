@@ -6,20 +6,10 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import console, friendly_errors
+from rewire.cli.common import console, friendly_errors, parse_ints
 from rewire.runs import new_run_dir, record_run, write_json
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def parse_targets(text: str | None) -> tuple[int, ...] | None:
-    """'0,3,5' -> (0, 3, 5); empty means every task."""
-    if not text:
-        return None
-    try:
-        return tuple(int(t) for t in text.split(","))
-    except ValueError as err:
-        raise ValueError(f"--targets must be comma-separated task ids, got {text!r}") from err
 
 
 @app.command("run", help="Fine-tune a pretrained multi-task policy on a demonstration budget; resumable.")
@@ -54,7 +44,7 @@ def run(
             budget=budget,
             batch=batch,
             proxies=proxies,
-            targets=parse_targets(targets),
+            targets=parse_ints(targets) if targets else None,
         )
         amf_run = AMFRun(config, [setting], [seed], [selector])
         run_dir = new_run_dir(out, "amf")

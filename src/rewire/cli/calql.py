@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import console, friendly_errors
+from rewire.cli.common import console, friendly_errors, parse_ints
 from rewire.data.episodes import load_dataset, save_dataset
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec
@@ -16,13 +16,6 @@ from rewire.progress import progress_bar
 from rewire.runs import new_run_dir, record_run, write_json
 
 app = typer.Typer(no_args_is_help=True)
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError as err:
-        raise ValueError(f"expected comma-separated integers, got {text!r}") from err
 
 
 @app.command("train", help="Offline pre-training, then online fine-tuning; methods x seeds train together.")
@@ -60,7 +53,7 @@ def train(
         trainer = Finetuner.resume(run_dir / "checkpoint.pkl")
         console.print(f"resuming {run_dir} at offline {trainer.offline_done}, online {trainer.online_done}")
     else:
-        hid = _ints(hidden)
+        hid = parse_ints(hidden)
         agent = cql.CQLConfig(
             actor_hidden=hid,
             critic_hidden=hid,

@@ -24,3 +24,11 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from err
 
     return wrapper
+
+
+def parse_ints(text: str) -> tuple[int, ...]:
+    """'0,3,5' -> (0, 3, 5), with a clear error for anything else."""
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError as err:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from err
