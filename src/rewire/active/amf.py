@@ -133,9 +133,11 @@ class AMF:
         tasks = state["pre_tasks"]
         return self._flat(state["pre_states"], state["pre_actions"], tasks, jnp.ones(tasks.shape, bool))
 
+    def _collected_valid(self, state: dict) -> jax.Array:
+        return jnp.arange(self.config.budget) < state["count"]
+
     def collected_data(self, state: dict) -> Data:
-        valid = jnp.arange(self.config.budget) < state["count"]
-        return self._flat(state["states"], state["actions"], state["tasks"], valid)
+        return self._flat(state["states"], state["actions"], state["tasks"], self._collected_valid(state))
 
     # -- init -------------------------------------------------------------------------------------------
     def init(self, key_data: jax.Array, pre_tasks: jax.Array, params: jax.Array) -> dict:
@@ -206,9 +208,7 @@ class AMF:
     def proxies(self, state: dict, policy: TaskPolicy) -> tuple[jax.Array, jax.Array, jax.Array]:
         if self.config.proxies == "rollout":
             return self.rollout_proxies(policy)
-        valid = jnp.concatenate(
-            [jnp.ones(state["pre_tasks"].shape, bool), jnp.arange(self.config.budget) < state["count"]]
-        )
+        valid = jnp.concatenate([jnp.ones(state["pre_tasks"].shape, bool), self._collected_valid(state)])
         return self.importance_proxies(
             policy,
             jnp.concatenate([state["pre_states"], state["states"]]),

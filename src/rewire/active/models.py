@@ -135,22 +135,27 @@ class NNModel:
         (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), jax.random.split(key, steps))
         return params
 
+    def _last_layer_inputs(self, params: Any, x: jax.Array) -> jax.Array:
+        """[h(x); 1]: the last hidden layer and the bias input."""
+        h = self._apply(params, x)[1]
+        return jnp.concatenate([h, jnp.ones_like(h[..., :1])], -1)
+
     def _features(self, model: dict, x: jax.Array) -> jax.Array:
-        h = self._apply(model["theta0"], x)[1]
-        return jnp.concatenate([h, jnp.ones_like(h[..., :1])], -1) / model["feature_scale"]
+        return self._last_layer_inputs(model["theta0"], x) / model["feature_scale"]
+
+    def _bc_loss(self, out: jax.Array, actions: jax.Array) -> jax.Array:
+        """Squared error in units of the largest action step, summed over action dims, mean over rows."""
+        return jnp.mean(jnp.sum(((out - actions) / self.env.max_step) ** 2, -1))
 
     def pretrain(self, key: jax.Array, pre: Data, params: Any) -> dict:
         """BC of theta_0 on the pretraining demos, then the last layer's pretraining precision."""
-        scale = self.env.max_step
 
         def loss(p, idx):
-            out = self._apply(p, pre.inputs[idx])[0]
-            return jnp.mean(jnp.sum(((out - pre.actions[idx]) / scale) ** 2, -1))
+            return self._bc_loss(self._apply(p, pre.inputs[idx])[0], pre.actions[idx])
 
         tx = optax.adam(self.settings.lr)
         theta0 = self._train(params, tx, loss, key, pre.inputs.shape[0], self.settings.pretrain_steps)
-        h = self._apply(theta0, pre.inputs)[1]
-        phi = jnp.concatenate([h, jnp.ones_like(h[:, :1])], -1)
+        phi = self._last_layer_inputs(theta0, pre.inputs)
         feature_scale = jnp.sqrt(jnp.mean(jnp.sum(phi**2, -1)))
         phi = phi / feature_scale
         precision = jnp.eye(phi.shape[1], dtype=phi.dtype) + phi.T @ phi / self.settings.kernel_noise
@@ -170,12 +175,13 @@ class NNModel:
     def fit(self, model: dict, data: Data, key: jax.Array) -> dict:
         """Behaviour cloning from theta_0 (not from the last round's weights: deterministic, no order effects)
         on the collected demos, with the adaptive prior; the gates learn faster than the network."""
-        s, scale = self.settings, self.env.max_step
+        s = self.settings
 
         def loss(tuned, idx):
             out = self._mixture(model, tuned, data.inputs[idx], data.tasks[idx])
-            bc = jnp.mean(jnp.sum(((out - data.actions[idx]) / scale) ** 2, -1))
-            return bc + s.gate_penalty * jnp.mean(jax.nn.sigmoid(tuned["gate"]))
+            return self._bc_loss(out, data.actions[idx]) + s.gate_penalty * jnp.mean(
+                jax.nn.sigmoid(tuned["gate"])
+            )
 
         tuned = {"theta": model["theta0"], "gate": jnp.full_like(model["gate"], s.gate_init)}
         tx = optax.multi_transform(

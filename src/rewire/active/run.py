@@ -5,7 +5,6 @@ interrupted run resumes exactly where it stopped. Everything runs in float64 (Ga
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import jax
@@ -14,7 +13,7 @@ import numpy as np
 
 from rewire.active.amf import AMF, AMFConfig, config_dict, config_from_dict, selector_id
 from rewire.checkpoint import load_checkpoint, save_checkpoint
-from rewire.envs.multitask import SETTINGS, pretraining_demo_tasks
+from rewire.envs.multitask import pretraining_demo_tasks
 from rewire.progress import progress_bar
 
 THRESHOLD = 0.9
@@ -42,9 +41,6 @@ class AMFRun:
         saved: dict | None = None,
     ):
         """`saved` (from `resume`) restores the state and history instead of pretraining afresh."""
-        for name in settings:
-            if name not in SETTINGS:
-                raise ValueError(f"unknown setting {name!r}; choose from {list(SETTINGS)}")
         ids = [selector_id(name) for name in selectors]
         if not (settings and seeds and selectors):
             raise ValueError("need at least one setting, seed and selector")
@@ -54,7 +50,6 @@ class AMFRun:
         self.labels = [(t, s, m) for t in settings for s in seeds for m in selectors]
         self._round = jax.jit(jax.vmap(self.amf.round))
         self._evaluate = jax.jit(jax.vmap(self.amf.evaluate))
-        self.seconds: list[float] = []
         if saved is not None:
             self.state, self.history = saved["state"], saved["history"]
             return
@@ -80,7 +75,6 @@ class AMFRun:
 
     def step(self) -> None:
         """One round for every run; raises NonFiniteKernel (state unchanged) if a covariance is not finite."""
-        start = time.perf_counter()
         with jax.enable_x64(True):
             state, metrics = self._round(self.state)
             metrics = jax.tree.map(np.asarray, metrics)
@@ -94,7 +88,6 @@ class AMFRun:
         self.state = state
         for name in ("success", "tasks", "scores"):
             self.history[name].append(metrics[name])
-        self.seconds.append(time.perf_counter() - start)
         if self.checkpoint is not None:
             self.save(self.checkpoint)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from rewire.active.amf import SELECTORS, AMFConfig, config_dict
 from rewire.active.run import THRESHOLD, AMFRun
-from rewire.envs.multitask import pretraining_demo_tasks
+from rewire.envs.multitask import make_multitask, pretraining_demo_tasks
 from rewire.report import COLORS, plot_curves, plt
 from rewire.runs import versions
 
@@ -78,8 +78,6 @@ def run_amf_benchmark(
 def plot_amf(result: dict, folder: Path, env: str = "reach2d", tasks: int = 24) -> list[Path]:
     """Success against demonstrations (one figure per setting and model), and which tasks each selector
     asked for under mismatch (demos per task summed over seeds; pretrained tasks shaded)."""
-    from rewire.envs.multitask import make_multitask
-
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for setting, by_model in result["settings"].items():
@@ -94,7 +92,6 @@ def plot_amf(result: dict, folder: Path, env: str = "reach2d", tasks: int = 24) 
                     "demonstrations requested",
                     "mean success over tasks",
                     f"AMF-{model.upper()}, {setting} pretraining",
-                    vline=None,
                 )
             )
     family = make_multitask(env, tasks)
