@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rewire.cli import amf, bench, calql, data, demo, hades
+from rewire.cli import amf, bench, calql, data, demo, hades, unlearn
 
 app = typer.Typer(
     help="rewire: change what a trained agent or network knows after training.",
@@ -19,6 +19,9 @@ app.add_typer(
 )
 app.add_typer(
     amf.app, name="amf", help="AMF: spend a demonstration budget where a multi-task policy is most unsure."
+)
+app.add_typer(
+    unlearn.app, name="unlearn", help="Exact unlearning in online tabular RL: simulate, delete users, verify."
 )
 app.add_typer(bench.app, name="bench", help="Benchmarks that write JSON results (medians over seeds).")
 app.command(

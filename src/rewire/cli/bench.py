@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import console, friendly_errors
+from rewire.cli.common import console, friendly_errors, parse_ints
 from rewire.runs import write_json
 
 app = typer.Typer(no_args_is_help=True)
@@ -100,3 +100,45 @@ def amf(
             console.print(f"{setting:>8} {name}: demos to 0.9: {line}")
     for name, c in result["criteria"].items():
         console.print(f"{name}: {c}")
+
+
+@app.command(
+    "unlearn", help="Deletion cost against rho*sqrt(ln T), and regret of the stable learner vs UCBVI."
+)
+@friendly_errors
+def unlearn(
+    mdp: str = typer.Option("random", help="random, riverswim or grid."),
+    states: int = typer.Option(4, help="States."),
+    horizon: int = typer.Option(4, help="Steps per episode."),
+    episodes: str = typer.Option("100,300,1000,3000,10000", help="Horizons T, comma-separated."),
+    rhos: str = typer.Option("0.05,0.1,0.2,0.5", help="TV-stability levels, comma-separated."),
+    seeds: int = typer.Option(3, min=1, help="Learner seeds per (T, rho)."),
+    deletions: int = typer.Option(32, min=1, help="Deletions per seed (uniform users, and the oldest user)."),
+    seed: int = typer.Option(0, help="Base seed (data set and learners)."),
+    json_out: Path = typer.Option(None, "--json", help="Write the result here."),
+    plots: Path = typer.Option(None, help="Also write PNG plots into this folder."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from rewire.bench.unlearn import plot_unlearn, run_unlearn_benchmark
+
+    try:
+        rho_list = tuple(float(r) for r in rhos.split(","))
+    except ValueError as err:
+        raise ValueError(f"--rhos: expected comma-separated numbers, got {rhos!r}") from err
+    result = run_unlearn_benchmark(
+        mdp, states, None, horizon, parse_ints(episodes), rho_list, seeds, deletions, seed, quiet
+    )
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"wrote {json_out}")
+    if plots is not None:
+        plot_unlearn(result, plots)
+    for row in result["rows"]:
+        console.print(
+            f"T={row['episodes']:>6} rho={row['rho']:<5} replayed {row['recompute_fraction']:.3f} "
+            f"(oldest {row['oldest_fraction']:.3f}, predicted {row['predicted_fraction']:.3f}) "
+            f"<= rho*sqrt(ln T) {row['rho_sqrt_ln_t']:.3f}: {row['within_bound']}"
+        )
+    for kind, curves in result["regret"].items():
+        for c in curves:
+            console.print(f"regret {kind} rho={c['rho']} {c['bonus']}: {c['final_regret_median']:.1f}")

@@ -1,0 +1,120 @@
+"""`rewire unlearn simulate | delete | verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rewire.cli.common import console, friendly_errors
+from rewire.runs import new_run_dir, record_run, write_json
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _rho(value: float) -> float | None:
+    return None if value == 0 else value
+
+
+@app.command("simulate", help="Run the stable learner for T users; the state directory is resumable.")
+@friendly_errors
+def simulate(
+    mdp: str = typer.Option("random", help="random, riverswim or grid."),
+    states: int = typer.Option(4, help="States (grid: a square number, e.g. 9)."),
+    actions: int = typer.Option(None, help="Actions (random only; riverswim has 2, grid 4)."),
+    horizon: int = typer.Option(4, help="Steps per episode (H)."),
+    episodes: int = typer.Option(1000, help="Users T, one episode each."),
+    rho: float = typer.Option(0.1, help="TV-stability level in (0, 1); 0 runs non-private UCBVI."),
+    bonus: str = typer.Option("practical", help="theory (c_beta = 1) or practical (see README)."),
+    seed: int = typer.Option(0, help="Drives the MDP, the users and the learner's noise."),
+    out: Path = typer.Option(Path("runs"), help="Parent folder of the state directory."),
+    resume: Path = typer.Option(None, help="Continue the state directory of an interrupted run."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from rewire.report import plot_curves
+    from rewire.unlearn.session import Session, Setup
+
+    if resume is not None:
+        directory, session = resume, Session.open(resume)
+        console.print(f"resuming {directory} after episode {session.t_now}")
+    else:
+        setup = Setup(mdp, states, actions, horizon, episodes, _rho(rho), bonus, seed=seed)
+        session = Session(setup)
+        directory = new_run_dir(out, "unlearn")
+        record_run(directory, setup, seed)
+        session.save(directory)
+    session.learn(directory=directory, quiet=quiet)
+    regret = session.regret()
+    cumulative = regret.cumsum()
+    write_json(
+        directory / "results.json",
+        {"setup": session.setup, "episodes": session.t_now, "cumulative_regret": cumulative},
+    )
+    plot_curves(
+        directory / "regret.png",
+        range(1, len(cumulative) + 1),
+        {f"rho {session.setup.rho}": cumulative},
+        "episodes",
+        "cumulative regret",
+        f"{session.setup.mdp}, {session.setup.bonus} bonus",
+    )
+    console.print(
+        f"{directory}: {session.t_now} episodes, cumulative regret {cumulative[-1]:.1f}; "
+        f"delete a user with `rewire unlearn delete {directory} --user ID`"
+    )
+
+
+@app.command("delete", help="Delete users from a state directory, exactly; committed atomically.")
+@friendly_errors
+def delete(
+    state_dir: Path = typer.Argument(..., help="A directory written by `rewire unlearn simulate`."),
+    user: list[int] = typer.Option(..., help="User id (1..T, the episode it played); repeat for several."),
+) -> None:
+    from rewire.unlearn.session import Session
+
+    session = Session.open(state_dir)
+    reports = session.delete(user, state_dir)
+    write_json(state_dir / "deletions.json", session.log)
+    for r in reports:
+        console.print(
+            f"user {r['user']}: {r['nodes_checked']} nodes checked, {r['accepted']} kept, "
+            f"replayed {r['recomputed']} of {r['episodes_played']} episodes "
+            f"(expected {r['predicted_recomputed']:.1f}), {r['wall_s']:.2f} s"
+        )
+    console.print(f"replay audit: {'passed' if session.audit() else 'FAILED'}; state saved in {state_dir}")
+
+
+@app.command("verify", help="Two-sample tests: learn-then-delete against retraining without the user.")
+@friendly_errors
+def verify(
+    mdp: str = typer.Option("random", help="random, riverswim or grid."),
+    states: int = typer.Option(2, help="States."),
+    actions: int = typer.Option(None, help="Actions (random only)."),
+    horizon: int = typer.Option(2, help="Steps per episode."),
+    episodes: int = typer.Option(16, help="Users T (at least 8)."),
+    rho: float = typer.Option(0.9, help="TV-stability level in (0, 1); near 1 gives the tests most power."),
+    bonus: str = typer.Option("practical", help="theory or practical."),
+    trials: int = typer.Option(2000, help="Learner seeds per arm."),
+    alpha: float = typer.Option(0.01, help="Significance level (Holm-corrected over all statistics)."),
+    seed: int = typer.Option(0, help="Fixes the data set (MDP and users) and the learners' seeds."),
+    json_out: Path = typer.Option(None, "--json", help="Write the result here."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from rewire.unlearn.session import Setup
+    from rewire.unlearn.verify import Verifier
+
+    setup = Setup(mdp, states, actions, horizon, episodes, _rho(rho), bonus, seed=seed)
+    result = Verifier(setup, trials, alpha).run(quiet)
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"wrote {json_out}")
+    exact, controls = result["exact"], result["controls"]
+    console.print(
+        f"exact unlearning: min p {exact['min_p']:.3g}, Holm-adjusted {exact['min_adjusted_p']:.3g} -> "
+        f"{'PASSED' if exact['passed'] else 'FAILED'} at alpha {alpha}"
+    )
+    for name, c in controls.items():
+        console.print(
+            f"control {name}: Holm-adjusted min p {c['min_adjusted_p']:.3g} -> "
+            f"{'rejected' if c['rejected'] else 'NOT rejected'}"
+        )
