@@ -58,13 +58,14 @@ def cost_rows(
         learn = jax.jit(learner.learn)
         draw = jax.random.split(setup.key(4), 2)
         uniform = np.asarray(jax.random.randint(draw[0], (len(rhos), seeds, deletions), 1, T + 1))
-        coupling_keys = jax.vmap(jax.random.key_data)(jax.random.split(draw[1], 2 * deletions))
         rows = []
         for r, rho in enumerate(rhos):
             reports: dict[str, list[dict]] = {"uniform": [], "oldest": []}
             walls = []
             for s in range(seeds):
                 state = _pick(states, r * seeds + s)
+                coupling = jax.random.split(jax.random.fold_in(draw[1], r * seeds + s), 2 * deletions)
+                coupling_keys = jax.vmap(jax.random.key_data)(coupling)  # fresh draws for every deletion
                 users = {"uniform": uniform[r, s].tolist(), "oldest": [1] * deletions}
                 for kind, chosen in users.items():
                     for n, user in enumerate(chosen):
