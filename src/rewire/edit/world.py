@@ -1,0 +1,216 @@
+"""MaskWorld and ShiftWorld: editing a pretrained classifier's head as an MDP.
+
+Functional core (`EditWorld`: `reset(params) -> (state, obs)`, `step(params, state, action) -> (state, obs,
+reward, done, info)`, jittable and vmappable) and thin Gymnasium environments over it.
+
+- Edited layer: the head [W; b] (65 x 10), in a canonical frame whose first column is the forget class, so
+  a policy learned for one class can be applied to another.
+- Action a in [-1, 1]^{r(m+n)} decodes to A = U V^T / r (entries in [-1, 1]), m = 10 outputs, n = 65 inputs.
+- MaskWorld: W <- W * clip(1 + alpha*A, 0, 2), then |W| < 1e-6*s snaps to 0 (no CPU-slow subnormals).
+  ShiftWorld: W <- W + beta*s*A, with s = std(W0).
+- Reward: r_t = J_t - J_{t-1}, J = lam_u * utility - lam_e * task term (potential-style: the return is
+  J_T - J_0). Unlearning: utility = accuracy on a fixed 400-example subset of the training retain set, task
+  term = accuracy on the training forget set. Observation: W/s flattened, the two terms and t/T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rewire.edit.classifier import CLASSES, Split, features, head
+
+WORLDS = ("mask", "shift")
+SNAP = 1e-6
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    world: str = "mask"
+    rank: int = 1
+    horizon: int = 5
+    alpha: float = 1.0
+    beta: float = 1.0
+    lam_utility: float = 1.0
+    lam_task: float = 1.0
+    reward_subset: int = 400
+
+    def validate(self) -> None:
+        if self.world not in WORLDS:
+            raise ValueError(f"unknown world {self.world!r}; choose from {list(WORLDS)}")
+        if self.rank < 1 or self.horizon < 1:
+            raise ValueError("rank and horizon must be at least 1")
+
+
+class WorldParams(NamedTuple):
+    """Frozen data of one editing problem (canonical frame)."""
+
+    w0: jax.Array  # (n, m)
+    scale: jax.Array
+    retain_x: jax.Array  # head inputs with a trailing 1, (N_r, n)
+    retain_y: jax.Array
+    forget_x: jax.Array
+    forget_y: jax.Array
+    perm: jax.Array  # canonical column k is the model's class perm[k]
+
+
+class WorldState(NamedTuple):
+    weights: jax.Array
+    t: jax.Array
+    objective: jax.Array
+
+
+def canonical_perm(forget_class: int | None) -> np.ndarray:
+    c = 0 if forget_class is None else forget_class
+    return np.array([c] + [k for k in range(CLASSES) if k != c])
+
+
+def make_params(model_params: dict, split: Split, config: WorldConfig, seed: int = 0) -> WorldParams:
+    """Cache the head inputs of the reward subsets once (no test data enters the environment)."""
+    perm = canonical_perm(split.forget_class)
+    inverse = np.argsort(perm)
+    retain_idx = np.flatnonzero(split.retain)
+    rng = np.random.default_rng(seed)
+    retain_idx = rng.choice(retain_idx, min(config.reward_subset, len(retain_idx)), replace=False)
+
+    def inputs(x):
+        f = features(model_params, jnp.asarray(x))
+        return jnp.concatenate([f, jnp.ones((len(x), 1))], axis=1)
+
+    w0 = head(model_params)[:, perm]
+    return WorldParams(
+        w0=w0,
+        scale=jnp.std(w0),
+        retain_x=inputs(split.x_train[retain_idx]),
+        retain_y=jnp.asarray(inverse[split.y_train[retain_idx]]),
+        forget_x=inputs(split.x_train[split.forget]),
+        forget_y=jnp.asarray(inverse[split.y_train[split.forget]]),
+        perm=jnp.asarray(perm),
+    )
+
+
+def model_head(params: WorldParams, weights: jax.Array) -> jax.Array:
+    """Back from the canonical frame to the model's column order."""
+    return weights[:, jnp.argsort(params.perm)]
+
+
+class EditWorld:
+    """The functional core shared by MaskWorld, ShiftWorld, PPO and CEM."""
+
+    def __init__(self, config: WorldConfig, inputs: int = 65, outputs: int = CLASSES):
+        config.validate()
+        self.config, self.n, self.m = config, inputs, outputs
+        self.action_dim = config.rank * (inputs + outputs)
+        self.obs_dim = inputs * outputs + 3
+
+    def decode(self, action: jax.Array) -> jax.Array:
+        """A = U V^T / r in the (n, m) layout of the head; every entry in [-1, 1]."""
+        r, m, n = self.config.rank, self.m, self.n
+        a = jnp.clip(action, -1.0, 1.0)
+        u, v = a[: m * r].reshape(m, r), a[m * r :].reshape(n, r)
+        return (v @ u.T) / r
+
+    def edit(self, params: WorldParams, weights: jax.Array, action: jax.Array) -> jax.Array:
+        delta = self.decode(action)
+        c = self.config
+        if c.world == "mask":
+            new = weights * jnp.clip(1.0 + c.alpha * delta, 0.0, 2.0)
+            return jnp.where(jnp.abs(new) < SNAP * params.scale, 0.0, new)
+        return weights + c.beta * params.scale * delta
+
+    def terms(self, params: WorldParams, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(utility, task term): retain-subset accuracy, forget-set accuracy."""
+
+        def acc(x, y):
+            return (jnp.argmax(x @ weights, -1) == y).mean()
+
+        return acc(params.retain_x, params.retain_y), acc(params.forget_x, params.forget_y)
+
+    def _observe(self, params, weights, utility, task, t):
+        tail = jnp.stack([utility, task, t / self.config.horizon])
+        return jnp.concatenate([(weights / params.scale).ravel(), tail]).astype(jnp.float32)
+
+    def _objective(self, utility, task):
+        return self.config.lam_utility * utility - self.config.lam_task * task
+
+    def reset(self, params: WorldParams) -> tuple[WorldState, jax.Array]:
+        u, e = self.terms(params, params.w0)
+        state = WorldState(params.w0, jnp.asarray(0, jnp.int32), self._objective(u, e))
+        return state, self._observe(params, params.w0, u, e, 0)
+
+    def step(
+        self, params: WorldParams, state: WorldState, action: jax.Array
+    ) -> tuple[WorldState, jax.Array, jax.Array, jax.Array, dict]:
+        weights = self.edit(params, state.weights, action)
+        u, e = self.terms(params, weights)
+        objective = self._objective(u, e)
+        t = state.t + 1
+        done = t >= self.config.horizon
+        info = {"utility": u, "task": e, "finite": jnp.isfinite(weights).all()}
+        obs = self._observe(params, weights, u, e, t)
+        return WorldState(weights, t, objective), obs, objective - state.objective, done, info
+
+    def rollout(self, params: WorldParams, actions: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Open-loop episode of `actions` (horizon, action_dim): (return, final weights)."""
+        state, _ = self.reset(params)
+
+        def body(state, a):
+            state, _, reward, _, _ = self.step(params, state, a)
+            return state, reward
+
+        state, rewards = jax.lax.scan(body, state, actions)
+        return rewards.sum(), state.weights
+
+
+class EditEnv(gym.Env):
+    """Gymnasium view of one editing problem; `world` fixed by the subclass."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+    world = "mask"
+
+    def __init__(self, params: WorldParams, config: WorldConfig | None = None):
+        config = WorldConfig(world=self.world) if config is None else config
+        if config.world != self.world:
+            raise ValueError(f"{type(self).__name__} edits with world {self.world!r}, got {config.world!r}")
+        self.core, self.params = EditWorld(config), params
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.core.action_dim,), np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.core.obs_dim,), np.float32)
+        self._reset = jax.jit(self.core.reset)
+        self._step = jax.jit(self.core.step)
+        self._state: WorldState | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._state, obs = self._reset(self.params)
+        return np.asarray(obs), {}
+
+    def step(self, action):
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.clip(np.asarray(action, np.float32), -1.0, 1.0)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"action shape {action.shape}, expected {self.action_space.shape}")
+        state, obs, reward, done, info = self._step(self.params, self._state, action)
+        if not bool(info["finite"]):
+            raise ValueError(f"the edit at step {int(state.t)} made the weights non-finite")
+        self._state = state
+        info = {k: float(v) for k, v in info.items() if k != "finite"}
+        return np.asarray(obs), float(reward), bool(done), False, info
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The current head in the model's own column order."""
+        return np.asarray(model_head(self.params, self._state.weights))
+
+
+class MaskWorld(EditEnv):
+    world = "mask"
+
+
+class ShiftWorld(EditEnv):
+    world = "shift"
