@@ -1,0 +1,85 @@
+"""Model editing: MaskWorld/ShiftWorld conformance and identities, PPO's GAE, CEM and PPO on digits."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from rewire.edit.agents import PPO, CEMConfig, PPOConfig, cem, gae
+from rewire.edit.classifier import Recipe, digits_split, head, init_params, logits, train, with_head
+from rewire.edit.world import EditWorld, MaskWorld, ShiftWorld, WorldConfig, make_params, model_head
+
+
+@pytest.fixture(scope="module")
+def pretrained():
+    split = digits_split(0)
+    params = train(init_params(jax.random.key(0)), split.x_train, split.y_train, Recipe(), jax.random.key(1))
+    return params, split
+
+
+@pytest.mark.parametrize("env_cls", [MaskWorld, ShiftWorld])
+def test_worlds_pass_check_env_and_identity_edits_change_nothing(pretrained, env_cls):
+    params, split = pretrained
+    config = WorldConfig(world=env_cls.world)
+    env = env_cls(make_params(params, split, config), config)
+    check_env(env, skip_render_check=True)
+    env.reset(seed=0)
+    action = np.zeros(env.action_space.shape, np.float32)  # A = 0: an all-ones mask, or a zero shift
+    for t in range(config.horizon):
+        _, reward, terminated, truncated, _ = env.step(action)
+        assert reward == 0.0 and terminated == (t == config.horizon - 1) and not truncated
+    np.testing.assert_array_equal(env.weights, np.asarray(head(params)))
+    edited = with_head(params, jnp.asarray(env.weights))
+    np.testing.assert_array_equal(logits(edited, split.x_test), logits(params, split.x_test))
+
+
+def test_mask_oracle_zeroes_the_forget_column_and_rewards_telescope(pretrained):
+    params, split = pretrained
+    config = WorldConfig(world="mask")
+    world_params = make_params(params, split, config)
+    env = MaskWorld(world_params, config)
+    env.reset()
+    action = np.zeros(env.action_space.shape, np.float32)
+    action[0], action[10:] = -1.0, 1.0  # U = -e_0 (the forget class in the canonical frame), V = 1
+    env.step(action)
+    assert not env.weights[:, split.forget_class].any()
+    world = EditWorld(config)
+    actions = jax.random.uniform(jax.random.key(3), (config.horizon, world.action_dim), minval=-1, maxval=1)
+    total, weights = world.rollout(world_params, actions)
+    (u0, e0), (u1, e1) = world.terms(world_params, world_params.w0), world.terms(world_params, weights)
+    assert float(total) == pytest.approx(float((u1 - e1) - (u0 - e0)), abs=1e-6)
+
+
+def test_gae_with_gamma_one_by_hand():
+    rewards = jnp.array([[1.0], [2.0], [3.0]])
+    values = jnp.array([[0.5], [0.5], [0.5]])
+    dones = jnp.array([[0.0], [1.0], [0.0]])
+    adv, ret = gae(rewards, values, dones, jnp.array([10.0]), 0.5)
+    # t=2: 3 + 10 - 0.5 = 12.5; t=1 (episode ends): 2 - 0.5 = 1.5; t=0: (1 + 0.5 - 0.5) + 0.5 * 1.5 = 1.75
+    np.testing.assert_allclose(adv[:, 0], [1.75, 1.5, 12.5])
+    np.testing.assert_allclose(ret, adv + values)
+
+
+@pytest.mark.parametrize("world_name", ["mask", "shift"])
+def test_cem_and_ppo_unlearn_the_forget_class(pretrained, world_name):
+    params, split = pretrained
+    config = WorldConfig(world=world_name)
+    world_params = make_params(params, split, config)
+    world = EditWorld(config)
+    best, _ = jax.jit(lambda k: cem(world, world_params, k, CEMConfig(total_steps=5000)))(jax.random.key(0))
+    utility, task = world.terms(world_params, world.rollout(world_params, best)[1])
+    assert float(task) <= 0.02 and float(utility) >= 0.9
+    ppo = PPO(world, PPOConfig())  # the default budget: 20k env steps
+    agent, metrics = jax.jit(lambda k: ppo.train(k, world_params))(jax.random.key(0))
+    utility, task = world.terms(world_params, ppo.edit(agent, world_params)[1])
+    assert float(task) <= 0.02 and float(utility) >= 0.9, (utility, task)
+    assert metrics["mean_episode_return"][-1] > metrics["mean_episode_return"][0]
+    edited = with_head(params, model_head(world_params, ppo.edit(agent, world_params)[1]))
+    keep = split.y_test != split.forget_class
+    assert float((jnp.argmax(logits(edited, split.x_test[keep]), -1) == split.y_test[keep]).mean()) > 0.9
+
+
+def test_bad_world_raises():
+    with pytest.raises(ValueError, match="unknown world"):
+        EditWorld(WorldConfig(world="scale"))
