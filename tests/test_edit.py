@@ -70,7 +70,7 @@ def test_cem_and_ppo_unlearn_the_forget_class(pretrained, world_name):
     best, _ = jax.jit(lambda k: cem(world, world_params, k, CEMConfig(total_steps=5000)))(jax.random.key(0))
     utility, task = world.terms(world_params, world.rollout(world_params, best)[1])
     assert float(task) <= 0.02 and float(utility) >= 0.9
-    ppo = PPO(world, PPOConfig())  # the default budget: 20k env steps
+    ppo = PPO(world, PPOConfig())  # the default budget: 50k env steps
     agent, metrics = jax.jit(lambda k: ppo.train(k, world_params))(jax.random.key(0))
     utility, task = world.terms(world_params, ppo.edit(agent, world_params)[1])
     assert float(task) <= 0.02 and float(utility) >= 0.9, (utility, task)

@@ -142,3 +142,34 @@ def unlearn(
     for kind, curves in result["regret"].items():
         for c in curves:
             console.print(f"regret {kind} rho={c['rho']} {c['bonus']}: {c['final_regret_median']:.1f}")
+
+
+@app.command(
+    "edit", help="MaskWorld/ShiftWorld editors vs unlearning baselines (digits), with CEM and transfer."
+)
+@friendly_errors
+def edit(
+    task: str = typer.Option("unlearn", help="unlearn (digits; the bias task is not built yet)."),
+    forget_class: int = typer.Option(7, help="The class to forget (0..9)."),
+    seed: int = typer.Option(0, help="Split, pretraining, agents and baselines."),
+    steps: int = typer.Option(50_000, min=500, help="Environment steps for PPO and for CEM."),
+    json_out: Path = typer.Option(None, "--json", help="Write the result here."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    from rewire.bench.edit import run_edit_benchmark
+
+    result = run_edit_benchmark(task, forget_class, seed, steps, quiet)
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"wrote {json_out}")
+    o = result["original"]
+    console.print(
+        f"original: forget {o['forget_acc']:.3f} retain {o['retain_acc']:.3f} test {o['test_acc']:.3f}"
+    )
+    for name, m in {**result["methods"], **result["cem"]}.items():
+        console.print(
+            f"{name:>16}: forget {m['forget_acc']:.3f} retain {m['retain_acc']:.3f} test {m['test_acc']:.3f} "
+            f"MIA AUC {m['mia_auc']:.3f} wall {m['wall_s']:.2f} s"
+        )
+    for name, c in result["criteria"].items():
+        console.print(f"{name}: {c}")
