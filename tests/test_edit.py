@@ -83,3 +83,35 @@ def test_cem_and_ppo_unlearn_the_forget_class(pretrained, world_name):
 def test_bad_world_raises():
     with pytest.raises(ValueError, match="unknown world"):
         EditWorld(WorldConfig(world="scale"))
+
+
+def test_cli_train_apply_and_bad_files(tmp_path):
+    from typer.testing import CliRunner
+
+    from rewire.cli import app
+
+    runner = CliRunner()
+
+    def said(res) -> str:  # rich wraps long lines
+        return " ".join(res.output.split())
+
+    res = runner.invoke(app, ["edit", "train", "--world", "shift", "--steps", "1000", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    (run_dir,) = tmp_path.iterdir()
+    assert {"policy.ckpt", "model.ckpt", "edited.ckpt", "results.json", "config.json"} <= {
+        p.name for p in run_dir.iterdir()
+    }
+    res = runner.invoke(
+        app,
+        ["edit", "apply", str(run_dir / "policy.ckpt"), str(run_dir / "model.ckpt"), "--forget-class", "3"],
+    )
+    assert res.exit_code == 0 and "applied to class 3" in said(res), res.output
+    res = runner.invoke(app, ["edit", "apply", str(run_dir / "policy.ckpt"), str(run_dir / "policy.ckpt")])
+    assert res.exit_code == 2 and "not a rewire digits classifier" in said(res)
+    res = runner.invoke(app, ["edit", "apply", str(run_dir / "model.ckpt"), str(run_dir / "model.ckpt")])
+    assert res.exit_code == 2 and "not a rewire editing policy" in said(res)
+    res = runner.invoke(app, ["edit", "train", "--world", "scale", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown world" in said(res)
+    res = runner.invoke(app, ["edit", "train", "--forget-class", "12", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "forget class 12" in said(res)
+    assert len(list(tmp_path.iterdir())) == 1  # no half-written run directory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rewire.cli import amf, bench, calql, data, demo, hades, unlearn
+from rewire.cli import amf, bench, calql, data, demo, edit, hades, unlearn
 
 app = typer.Typer(
     help="rewire: change what a trained agent or network knows after training.",
@@ -23,6 +23,7 @@ app.add_typer(
 app.add_typer(
     unlearn.app, name="unlearn", help="Exact unlearning in online tabular RL: simulate, delete users, verify."
 )
+app.add_typer(edit.app, name="edit", help="MaskWorld/ShiftWorld: train an RL policy that edits a classifier.")
 app.add_typer(bench.app, name="bench", help="Benchmarks that write JSON results (medians over seeds).")
 app.command(
     "demo", help="Short run of every system against its baseline; writes runs/demo-<time>/report.html."

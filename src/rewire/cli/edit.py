@@ -1,0 +1,77 @@
+"""`rewire edit train | apply`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rewire.cli.common import console, friendly_errors
+from rewire.runs import new_run_dir, record_run, write_json
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _show(metrics: dict) -> str:
+    return (
+        f"forget {metrics['forget_acc']:.3f}, retain {metrics['retain_acc']:.3f}, "
+        f"test {metrics['test_acc']:.3f}, loss-MIA AUC {metrics['mia_auc']:.3f}"
+    )
+
+
+@app.command(
+    "train", help="Train an editing policy (PPO) in MaskWorld or ShiftWorld; writes a run directory."
+)
+@friendly_errors
+def train_cmd(
+    world: str = typer.Option("mask", help="mask (multiplicative) or shift (additive)."),
+    task: str = typer.Option("unlearn", help="unlearn (digits); the bias task is not built yet."),
+    forget_class: int = typer.Option(7, help="The class to forget (0..9)."),
+    model: Path = typer.Option(None, help="A model file from an earlier run (default: pretrain one)."),
+    steps: int = typer.Option(50_000, min=500, help="Environment steps."),
+    seed: int = typer.Option(0, help="Data split, pretraining and the agent."),
+    out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
+) -> None:
+    from rewire.checkpoint import save_checkpoint
+    from rewire.edit.classifier import CLASSES
+    from rewire.edit.run import TASKS, load_model, pretrain, save_model, train_editor
+    from rewire.edit.world import WorldConfig
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
+    WorldConfig(world=world).validate()
+    if not 0 <= forget_class < CLASSES:
+        raise ValueError(f"forget class {forget_class}: choose 0..{CLASSES - 1}")
+    if model is not None:
+        params, data_seed = load_model(model)
+    else:
+        params, data_seed = pretrain(seed), seed
+    run_dir = new_run_dir(out, f"edit-{world}")
+    record_run(run_dir, {"world": world, "task": task, "forget_class": forget_class, "steps": steps}, seed)
+    save_model(run_dir / "model.ckpt", params, data_seed)
+    policy, edited, metrics = train_editor(params, data_seed, world, forget_class, steps, seed)
+    save_checkpoint(run_dir / "policy.ckpt", policy)
+    save_model(run_dir / "edited.ckpt", edited, data_seed)
+    write_json(run_dir / "results.json", {"forget_class": forget_class, "world": world, "metrics": metrics})
+    console.print(f"{run_dir}: {_show(metrics)}; policy in policy.ckpt, edited model in edited.ckpt")
+
+
+@app.command("apply", help="Apply a learned editing policy to a model, e.g. for another forget class.")
+@friendly_errors
+def apply_cmd(
+    policy: Path = typer.Argument(..., help="policy.ckpt from `rewire edit train`."),
+    model: Path = typer.Argument(..., help="A model file (model.ckpt from a run)."),
+    forget_class: int = typer.Option(None, help="Class to forget (default: the one the policy learned)."),
+    out: Path = typer.Option(None, help="Write the edited model here."),
+) -> None:
+    from rewire.edit.run import apply_editor, load_model, load_policy, save_model
+
+    record = load_policy(policy)
+    params, data_seed = load_model(model)
+    target = record["trained_on_class"] if forget_class is None else forget_class
+    edited, metrics = apply_editor(record, params, data_seed, target)
+    if out is not None:
+        save_model(out, edited, data_seed)
+    console.print(
+        f"policy trained on class {record['trained_on_class']}, applied to class {target}: {_show(metrics)}"
+    )
