@@ -115,3 +115,57 @@ def test_cli_train_apply_and_bad_files(tmp_path):
     res = runner.invoke(app, ["edit", "train", "--forget-class", "12", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "forget class 12" in said(res)
     assert len(list(tmp_path.iterdir())) == 1  # no half-written run directory
+
+
+def test_text_generator_is_deterministic_and_biased_by_construction():
+    from rewire.edit.text import SPLITS, generate
+
+    a, b, c = generate(5), generate(5), generate(6)
+    assert a.texts == b.texts and all(np.array_equal(a.labels[k], b.labels[k]) for k in SPLITS)
+    assert a.texts != c.texts
+    assert {k: len(v) for k, v in a.texts.items()} == SPLITS
+    train_tie = (a.labels["train"] == a.groups["train"]).mean()
+    fair_tie = (a.labels["fair_test"] == a.groups["fair_test"]).mean()
+    assert 0.87 < train_tie < 0.93 and 0.45 < fair_tie < 0.55
+    with pytest.raises(ValueError, match="correlation"):
+        generate(0, correlation=0.3)
+
+
+def test_group_metrics_and_reweighing_by_hand():
+    from rewire.edit.text import group_metrics, reweighing
+
+    predicted = np.array([1, 1, 0, 0, 1, 0, 1, 0])
+    y = np.array([1, 1, 1, 0, 1, 1, 0, 0])
+    g = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    m = group_metrics(predicted, y, g)
+    # TPR: group 1 = 2/3, group 0 = 1/2; positive rate: group 1 = 2/4, group 0 = 2/4
+    assert float(m["tpr_gap"]) == pytest.approx(1 / 6) and float(m["parity_gap"]) == pytest.approx(0.0)
+    assert float(m["accuracy"]) == pytest.approx(5 / 8)  # right at positions 0, 1, 3, 4, 7
+    w = reweighing(y, g)
+    # cell (g=1, y=1): P(g=1) P(y=1) / P(g=1, y=1) = (1/2)(5/8) / (3/8)
+    assert w[0] == pytest.approx(0.5 * 0.625 / 0.375)
+
+
+def test_bias_world_terms_match_the_model_and_shift_reduces_the_gap():
+    import jax
+
+    from rewire.edit.text import TextTask, init_text_params, text_logits, train_text
+    from rewire.edit.world import make_bias_params
+
+    task = TextTask.build(0)
+    params = train_text(
+        init_text_params(jax.random.key(0), task.vocab_size),
+        task.x["train"],
+        task.y["train"],
+        jax.random.key(1),
+    )
+    y, g = (np.asarray(task.y["fair_val"], np.float32), np.asarray(task.g["fair_val"], np.float32))
+    world_params = make_bias_params(params, task.x["fair_val"], y, g)
+    config = WorldConfig(world="shift", task="bias")
+    env = ShiftWorld(world_params, config)
+    check_env(env, skip_render_check=True)
+    world = EditWorld(config, world_params.w0.shape)
+    utility, gap = world.terms(world_params, world_params.w0)
+    predicted = np.asarray(text_logits(params, task.x["fair_val"]) > 0)
+    assert float(utility) == pytest.approx((predicted == task.y["fair_val"]).mean())
+    assert float(gap) > 0.1  # the spurious cue shows on the fair split

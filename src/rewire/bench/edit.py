@@ -1,5 +1,7 @@
-"""`rewire bench edit`: MaskWorld and ShiftWorld editors (PPO) against the unlearning baselines, with CEM
-over the same actions as the derivative-free control, and the class-7 policy applied to every other class."""
+"""`rewire bench edit`: MaskWorld and ShiftWorld editors (PPO) against the baselines, with CEM over the
+same actions as the derivative-free control. Unlearning (digits): retrain, fine-tune, gradient ascent, random
+labels, a loss MIA, and the learned policy applied to every other class. Bias (generated occupation texts):
+reweighting and fine-tuning on a balanced subset; accuracy and gaps on the fair test split."""
 
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ from rewire.edit.classifier import (
     unlearning_metrics,
     with_head,
 )
-from rewire.edit.world import EditWorld, WorldConfig, make_params, model_head
+from rewire.edit.text import TextTask, balanced_finetune, init_text_params, reweighting, train_text
+from rewire.edit.world import EditWorld, WorldConfig, make_bias_params, make_params, model_head
 from rewire.progress import progress_bar
 from rewire.runs import versions
 
-TASKS = ("unlearn",)
+TASKS = ("unlearn", "bias")
 WORLD_NAMES = {"mask": "maskworld", "shift": "shiftworld"}
 
 
@@ -36,12 +39,51 @@ def _compiled(fn, *args):
     return compiled, time.perf_counter() - start
 
 
+def _agents(config: WorldConfig, params, keys, steps: int) -> dict[str, tuple]:
+    """PPO (deterministic roll-out of the learned policy) and CEM in one world: label -> (weights, timing,
+    agent or None). Wall times exclude compilation (reported apart)."""
+    world = EditWorld(config, params.w0.shape)
+    ppo = PPO(world, PPOConfig(total_steps=steps))
+    run, compile_s = _compiled(ppo.train, keys[2], params)
+    (agent, history), wall = timed(run, keys[2], params)
+    out = {
+        "ppo": (
+            ppo.edit(agent, params)[1],
+            {
+                "wall_s": wall,
+                "compile_s": compile_s,
+                "env_steps": ppo.config.updates * ppo.config.envs * ppo.config.rollout,
+                "return_per_update": np.asarray(history["mean_episode_return"]).tolist(),
+            },
+            (ppo, agent),
+        )
+    }
+    search, compile_s = _compiled(partial(cem, world, config=CEMConfig(total_steps=steps)), params, keys[3])
+    (best, _), wall = timed(search, params, keys[3])
+    out["cem"] = (world.rollout(params, best)[1], {"wall_s": wall, "compile_s": compile_s}, None)
+    return out
+
+
 def run_edit_benchmark(
     task: str = "unlearn", forget_class: int = 7, seed: int = 0, steps: int = 50_000, quiet: bool = False
 ) -> dict:
+    """`task` unlearn: digits, forget `forget_class`; bias: the generated occupation texts."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
     keys = jax.random.split(jax.random.key(seed), 6)
+    result = (_bias if task == "bias" else _unlearn)(keys, forget_class, seed, steps, quiet)
+    criteria = result.pop("criteria")
+    return {
+        "config": {"task": task, "forget_class": forget_class if task == "unlearn" else None, "seed": seed}
+        | {"env_steps": steps, "world": dataclasses.asdict(WorldConfig(task=task))}
+        | {"ppo": dataclasses.asdict(PPOConfig(total_steps=steps))},
+        "versions": versions(),
+        **result,
+        "criteria": criteria,
+    }
+
+
+def _unlearn(keys, forget_class: int, seed: int, steps: int, quiet: bool) -> dict:
     split = digits_split(seed, forget_class)
     original, pretrain_s = timed(
         lambda: train(init_params(keys[0]), split.x_train, split.y_train, Recipe(), keys[1])
@@ -50,33 +92,16 @@ def run_edit_benchmark(
     methods: dict[str, dict] = {}
     extra: dict[str, dict] = {}
     transfer: dict[str, dict] = {}
-    with progress_bar("methods", 2 * 2 + len(BASELINES) + 2, quiet) as bar:
+    with progress_bar("methods", 2 * 2 + len(BASELINES), quiet) as bar:
         for world_name, label in WORLD_NAMES.items():
             config = WorldConfig(world=world_name)
-            world, params = EditWorld(config), make_params(original, split, config, seed)
-            ppo = PPO(world, PPOConfig(total_steps=steps))
-            run, compile_s = _compiled(ppo.train, keys[2], params)
-            (agent, history), wall = timed(run, keys[2], params)
-            weights = ppo.edit(agent, params)[1]
-            methods[label] = unlearning_metrics(with_head(original, model_head(params, weights)), split) | {
-                "wall_s": wall,
-                "compile_s": compile_s,
-                "env_steps": ppo.config.updates * ppo.config.envs * ppo.config.rollout,
-                "return_per_update": np.asarray(history["mean_episode_return"]).tolist(),
-            }
+            params = make_params(original, split, config, seed)
+            runs = _agents(config, params, keys, steps)
+            for kind, (weights, timing, _) in runs.items():
+                metrics = unlearning_metrics(with_head(original, model_head(params, weights)), split) | timing
+                (methods if kind == "ppo" else extra)[label if kind == "ppo" else f"{label}_cem"] = metrics
             bar.advance(1, note=label)
-            search, compile_s = _compiled(
-                partial(cem, world, config=CEMConfig(total_steps=steps)), params, keys[3]
-            )
-            (best, _), wall = timed(search, params, keys[3])
-            weights = world.rollout(params, best)[1]
-            extra[f"{label}_cem"] = unlearning_metrics(
-                with_head(original, model_head(params, weights)), split
-            ) | {
-                "wall_s": wall,
-                "compile_s": compile_s,
-            }
-            bar.advance(1, note=f"{label} CEM")
+            ppo, agent = runs["ppo"][2]
             transfer[label] = {}
             for target in range(CLASSES):
                 if target == forget_class:
@@ -103,12 +128,6 @@ def run_edit_benchmark(
         ok = [c for c, m in per_class.items() if m["forget_acc"] <= 0.02 and m["retain_acc"] >= 0.9]
         criteria[label]["transfer_classes_solved"] = f"{len(ok)}/{len(per_class)}"
     return {
-        "config": {"task": task, "forget_class": forget_class, "seed": seed, "env_steps": steps}
-        | {
-            "world": dataclasses.asdict(WorldConfig()),
-            "ppo": dataclasses.asdict(PPOConfig(total_steps=steps)),
-        },
-        "versions": versions(),
         "original": {k: base[k] for k in ("retain_acc", "forget_acc", "test_acc", "mia_auc")}
         | {"wall_s": pretrain_s},
         "methods": methods,
@@ -116,3 +135,39 @@ def run_edit_benchmark(
         "transfer": transfer,
         "criteria": criteria,
     }
+
+
+def _bias(keys, forget_class: int, seed: int, steps: int, quiet: bool) -> dict:
+    del forget_class
+    task = TextTask.build(seed)
+    original, pretrain_s = timed(
+        lambda: train_text(
+            init_text_params(keys[0], task.vocab_size), task.x["train"], task.y["train"], keys[1]
+        )
+    )
+    base = task.metrics(original)
+    methods: dict[str, dict] = {}
+    extra: dict[str, dict] = {}
+    fair = (np.asarray(task.y["fair_val"], np.float32), np.asarray(task.g["fair_val"], np.float32))
+    with progress_bar("methods", len(WORLD_NAMES) + 2, quiet) as bar:
+        for world_name, label in WORLD_NAMES.items():
+            config = WorldConfig(world=world_name, task="bias")
+            params = make_bias_params(original, task.x["fair_val"], *fair)
+            for kind, (weights, timing, _) in _agents(config, params, keys, steps).items():
+                metrics = task.metrics(original, weights) | timing
+                (methods if kind == "ppo" else extra)[label if kind == "ppo" else f"{label}_cem"] = metrics
+            bar.advance(1, note=label)
+        fitted, wall = timed(reweighting, task, keys[4])
+        methods["reweighting"] = task.metrics(fitted) | {"wall_s": wall}
+        bar.advance(1, note="reweighting")
+        (fitted, chosen), wall = timed(balanced_finetune, original, task, keys[4], seed)
+        methods["finetune_balanced"] = task.metrics(fitted) | {"wall_s": wall, "selected": chosen}
+        bar.advance(1, note="fine-tune")
+    criteria = {
+        label: {
+            "tpr_gap_cut_by_0.05": base["tpr_gap"] - methods[label]["tpr_gap"] >= 0.05,
+            "accuracy_within_0.02": abs(methods[label]["accuracy"] - base["accuracy"]) <= 0.02,
+        }
+        for label in WORLD_NAMES.values()
+    }
+    return {"original": base | {"wall_s": pretrain_s}, "methods": methods, "cem": extra, "criteria": criteria}

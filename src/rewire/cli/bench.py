@@ -149,7 +149,7 @@ def unlearn(
 )
 @friendly_errors
 def edit(
-    task: str = typer.Option("unlearn", help="unlearn (digits; the bias task is not built yet)."),
+    task: str = typer.Option("unlearn", help="unlearn (digits) or bias (generated occupation texts)."),
     forget_class: int = typer.Option(7, help="The class to forget (0..9)."),
     seed: int = typer.Option(0, help="Split, pretraining, agents and baselines."),
     steps: int = typer.Option(50_000, min=500, help="Environment steps for PPO and for CEM."),
@@ -162,14 +162,9 @@ def edit(
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")
-    o = result["original"]
-    console.print(
-        f"original: forget {o['forget_acc']:.3f} retain {o['retain_acc']:.3f} test {o['test_acc']:.3f}"
-    )
-    for name, m in {**result["methods"], **result["cem"]}.items():
-        console.print(
-            f"{name:>16}: forget {m['forget_acc']:.3f} retain {m['retain_acc']:.3f} test {m['test_acc']:.3f} "
-            f"MIA AUC {m['mia_auc']:.3f} wall {m['wall_s']:.2f} s"
-        )
+    rows = {"original": result["original"], **result["methods"], **result["cem"]}
+    for name, m in rows.items():
+        shown = {k: v for k, v in m.items() if isinstance(v, float) and k != "compile_s"}
+        console.print(f"{name:>17}: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
     for name, c in result["criteria"].items():
         console.print(f"{name}: {c}")

@@ -24,14 +24,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewire.edit.classifier import CLASSES, Split, features, head
+from rewire.edit.text import group_metrics
 
 WORLDS = ("mask", "shift")
+TASKS = ("unlearn", "bias")
 SNAP = 1e-6
 
 
 @dataclass(frozen=True)
 class WorldConfig:
     world: str = "mask"
+    task: str = "unlearn"
     rank: int = 1
     horizon: int = 5
     alpha: float = 1.0
@@ -43,20 +46,21 @@ class WorldConfig:
     def validate(self) -> None:
         if self.world not in WORLDS:
             raise ValueError(f"unknown world {self.world!r}; choose from {list(WORLDS)}")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose from {list(TASKS)}")
         if self.rank < 1 or self.horizon < 1:
             raise ValueError("rank and horizon must be at least 1")
 
 
 class WorldParams(NamedTuple):
-    """Frozen data of one editing problem (canonical frame)."""
+    """Frozen data of one editing problem. Unlearning: data = (retain inputs to the head with a trailing 1,
+    retain labels, forget inputs, forget labels), in the canonical frame. Bias: data = (bag-of-words inputs,
+    labels, groups, output weights, output bias) of the fair validation split."""
 
-    w0: jax.Array  # (n, m)
+    w0: jax.Array  # (n, m): the edited layer
     scale: jax.Array
-    retain_x: jax.Array  # head inputs with a trailing 1, (N_r, n)
-    retain_y: jax.Array
-    forget_x: jax.Array
-    forget_y: jax.Array
-    perm: jax.Array  # canonical column k is the model's class perm[k]
+    data: tuple
+    perm: jax.Array  # canonical column k is the model's column perm[k]
 
 
 class WorldState(NamedTuple):
@@ -83,15 +87,20 @@ def make_params(model_params: dict, split: Split, config: WorldConfig, seed: int
         return jnp.concatenate([f, jnp.ones((len(x), 1))], axis=1)
 
     w0 = head(model_params)[:, perm]
-    return WorldParams(
-        w0=w0,
-        scale=jnp.std(w0),
-        retain_x=inputs(split.x_train[retain_idx]),
-        retain_y=jnp.asarray(inverse[split.y_train[retain_idx]]),
-        forget_x=inputs(split.x_train[split.forget]),
-        forget_y=jnp.asarray(inverse[split.y_train[split.forget]]),
-        perm=jnp.asarray(perm),
+    data = (
+        inputs(split.x_train[retain_idx]),
+        jnp.asarray(inverse[split.y_train[retain_idx]]),
+        inputs(split.x_train[split.forget]),
+        jnp.asarray(inverse[split.y_train[split.forget]]),
     )
+    return WorldParams(w0, jnp.std(w0), data, jnp.asarray(perm))
+
+
+def make_bias_params(text_params: dict, x: np.ndarray, y: np.ndarray, g: np.ndarray) -> WorldParams:
+    """Edit the embedding matrix E (V x 16) of the text classifier; reward data: the fair validation split."""
+    w0 = text_params["embed"]
+    data = (jnp.asarray(x), jnp.asarray(y), jnp.asarray(g), text_params["out"], text_params["bias"])
+    return WorldParams(w0, jnp.std(w0), data, jnp.arange(w0.shape[1]))
 
 
 def model_head(params: WorldParams, weights: jax.Array) -> jax.Array:
@@ -102,8 +111,10 @@ def model_head(params: WorldParams, weights: jax.Array) -> jax.Array:
 class EditWorld:
     """The functional core shared by MaskWorld, ShiftWorld, PPO and CEM."""
 
-    def __init__(self, config: WorldConfig, inputs: int = 65, outputs: int = CLASSES):
+    def __init__(self, config: WorldConfig, shape: tuple[int, int] = (65, CLASSES)):
+        """`shape`: the edited layer's (inputs, outputs): the digits head by default."""
         config.validate()
+        inputs, outputs = shape
         self.config, self.n, self.m = config, inputs, outputs
         self.action_dim = config.rank * (inputs + outputs)
         self.obs_dim = inputs * outputs + 3
@@ -124,12 +135,18 @@ class EditWorld:
         return weights + c.beta * params.scale * delta
 
     def terms(self, params: WorldParams, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """(utility, task term): retain-subset accuracy, forget-set accuracy."""
+        """(utility, task term). Unlearning: retain-subset accuracy, forget-set accuracy. Bias: accuracy and
+        true-positive-rate gap between the groups, on the fair validation split."""
+        if self.config.task == "bias":
+            x, y, g, out, bias = params.data
+            m = group_metrics(jax.nn.relu(x @ weights) @ out + bias > 0, y, g)
+            return m["accuracy"], m["tpr_gap"]
+        retain_x, retain_y, forget_x, forget_y = params.data
 
         def acc(x, y):
             return (jnp.argmax(x @ weights, -1) == y).mean()
 
-        return acc(params.retain_x, params.retain_y), acc(params.forget_x, params.forget_y)
+        return acc(retain_x, retain_y), acc(forget_x, forget_y)
 
     def _observe(self, params, weights, utility, task, t):
         tail = jnp.stack([utility, task, t / self.config.horizon])
@@ -177,7 +194,7 @@ class EditEnv(gym.Env):
         config = WorldConfig(world=self.world) if config is None else config
         if config.world != self.world:
             raise ValueError(f"{type(self).__name__} edits with world {self.world!r}, got {config.world!r}")
-        self.core, self.params = EditWorld(config), params
+        self.core, self.params = EditWorld(config, params.w0.shape), params
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.core.action_dim,), np.float32)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.core.obs_dim,), np.float32)
         self._reset = jax.jit(self.core.reset)
