@@ -107,14 +107,23 @@ def test_cli_train_apply_and_bad_files(tmp_path):
     )
     assert res.exit_code == 0 and "applied to class 3" in said(res), res.output
     res = runner.invoke(app, ["edit", "apply", str(run_dir / "policy.ckpt"), str(run_dir / "policy.ckpt")])
-    assert res.exit_code == 2 and "not a rewire digits classifier" in said(res)
+    assert res.exit_code == 2 and "not a model for the unlearn task" in said(res)
     res = runner.invoke(app, ["edit", "apply", str(run_dir / "model.ckpt"), str(run_dir / "model.ckpt")])
     assert res.exit_code == 2 and "not a rewire editing policy" in said(res)
+    res = runner.invoke(
+        app, ["edit", "train", "--task", "bias", "--steps", "1000", "--out", str(tmp_path / "b")]
+    )
+    assert res.exit_code == 0, res.output
+    (bias_dir,) = (tmp_path / "b").iterdir()
+    res = runner.invoke(app, ["edit", "apply", str(bias_dir / "policy.ckpt"), str(run_dir / "model.ckpt")])
+    assert res.exit_code == 2 and "not a model for the bias task" in said(res)
+    res = runner.invoke(app, ["edit", "apply", str(bias_dir / "policy.ckpt"), str(bias_dir / "model.ckpt")])
+    assert res.exit_code == 0 and "tpr_gap" in said(res), res.output
     res = runner.invoke(app, ["edit", "train", "--world", "scale", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "unknown world" in said(res)
     res = runner.invoke(app, ["edit", "train", "--forget-class", "12", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "forget class 12" in said(res)
-    assert len(list(tmp_path.iterdir())) == 1  # no half-written run directory
+    assert len(list(tmp_path.iterdir())) == 2  # no half-written run directory (the run and b/)
 
 
 def test_text_generator_is_deterministic_and_biased_by_construction():

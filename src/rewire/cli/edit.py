@@ -13,10 +13,7 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _show(metrics: dict) -> str:
-    return (
-        f"forget {metrics['forget_acc']:.3f}, retain {metrics['retain_acc']:.3f}, "
-        f"test {metrics['test_acc']:.3f}, loss-MIA AUC {metrics['mia_auc']:.3f}"
-    )
+    return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float) and k != "wall_s")
 
 
 @app.command(
@@ -25,8 +22,8 @@ def _show(metrics: dict) -> str:
 @friendly_errors
 def train_cmd(
     world: str = typer.Option("mask", help="mask (multiplicative) or shift (additive)."),
-    task: str = typer.Option("unlearn", help="unlearn (digits); the bias task is not built yet."),
-    forget_class: int = typer.Option(7, help="The class to forget (0..9)."),
+    task: str = typer.Option("unlearn", help="unlearn (digits) or bias (generated occupation texts)."),
+    forget_class: int = typer.Option(7, help="The class to forget (0..9; unlearn only)."),
     model: Path = typer.Option(None, help="A model file from an earlier run (default: pretrain one)."),
     steps: int = typer.Option(50_000, min=500, help="Environment steps."),
     seed: int = typer.Option(0, help="Data split, pretraining and the agent."),
@@ -43,16 +40,20 @@ def train_cmd(
     if not 0 <= forget_class < CLASSES:
         raise ValueError(f"forget class {forget_class}: choose 0..{CLASSES - 1}")
     if model is not None:
-        params, data_seed = load_model(model)
+        params, data_seed = load_model(model, task)
     else:
-        params, data_seed = pretrain(seed), seed
+        params, data_seed = pretrain(task, seed), seed
     run_dir = new_run_dir(out, f"edit-{world}")
     record_run(run_dir, {"world": world, "task": task, "forget_class": forget_class, "steps": steps}, seed)
-    save_model(run_dir / "model.ckpt", params, data_seed)
-    policy, edited, metrics = train_editor(params, data_seed, world, forget_class, steps, seed)
+    save_model(run_dir / "model.ckpt", task, params, data_seed)
+    policy, edited, metrics = train_editor(task, params, data_seed, world, forget_class, steps, seed)
     save_checkpoint(run_dir / "policy.ckpt", policy)
-    save_model(run_dir / "edited.ckpt", edited, data_seed)
-    write_json(run_dir / "results.json", {"forget_class": forget_class, "world": world, "metrics": metrics})
+    save_model(run_dir / "edited.ckpt", task, edited, data_seed)
+    write_json(
+        run_dir / "results.json",
+        {"task": task, "world": world, "metrics": metrics}
+        | ({"forget_class": forget_class} if task == "unlearn" else {}),
+    )
     console.print(f"{run_dir}: {_show(metrics)}; policy in policy.ckpt, edited model in edited.ckpt")
 
 
@@ -61,17 +62,20 @@ def train_cmd(
 def apply_cmd(
     policy: Path = typer.Argument(..., help="policy.ckpt from `rewire edit train`."),
     model: Path = typer.Argument(..., help="A model file (model.ckpt from a run)."),
-    forget_class: int = typer.Option(None, help="Class to forget (default: the one the policy learned)."),
+    forget_class: int = typer.Option(None, help="Class to forget (unlearn; default: the policy's class)."),
     out: Path = typer.Option(None, help="Write the edited model here."),
 ) -> None:
     from rewire.edit.run import apply_editor, load_model, load_policy, save_model
 
     record = load_policy(policy)
-    params, data_seed = load_model(model)
+    params, data_seed = load_model(model, record["task"])
     target = record["trained_on_class"] if forget_class is None else forget_class
     edited, metrics = apply_editor(record, params, data_seed, target)
     if out is not None:
-        save_model(out, edited, data_seed)
-    console.print(
-        f"policy trained on class {record['trained_on_class']}, applied to class {target}: {_show(metrics)}"
+        save_model(out, record["task"], edited, data_seed)
+    where = (
+        f"trained on class {record['trained_on_class']}, applied to class {target}"
+        if target is not None
+        else (f"({record['task']}) applied to {model}")
     )
+    console.print(f"policy {where}: {_show(metrics)}")
