@@ -8,6 +8,7 @@ MLP 64 -> 128 -> 64 -> 10 (ReLU); editing acts on its head (the last Dense layer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
@@ -110,32 +111,38 @@ class Recipe:
     sign: float = 1.0
 
 
-def train(params: dict, x: np.ndarray, y: np.ndarray, recipe: Recipe, key: jax.Array) -> dict:
-    """`recipe.epochs` passes over (x, y) in shuffled minibatches, all inside one jitted `lax.scan`."""
-    n = len(y)
+def minibatch_adam(
+    params: dict, loss: Callable[[dict, jax.Array], jax.Array], n: int, recipe: Recipe, key: jax.Array
+) -> dict:
+    """`recipe.epochs` shuffled passes of minibatch Adam over n examples, all in one jitted `lax.scan`;
+    `loss(params, indices)` is the minibatch objective (shared by the digits and the text classifiers)."""
     if n == 0:
         raise ValueError("nothing to train on")
     steps_per_epoch = max(1, n // recipe.batch)
     opt = optax.adam(recipe.lr)
-    x, y = jnp.asarray(x), jnp.asarray(y)
-
-    def loss(p, xb, yb):
-        return recipe.sign * per_example_loss(p, xb, yb).mean()
 
     def epoch(carry, k):
-        p, s = carry
         order = jax.random.permutation(k, n)[: steps_per_epoch * recipe.batch].reshape(steps_per_epoch, -1)
 
         def step(carry, idx):
             p, s = carry
-            g = jax.grad(loss)(p, x[idx], y[idx])
-            upd, s = opt.update(g, s, p)
+            upd, s = opt.update(jax.grad(loss)(p, idx), s, p)
             return (optax.apply_updates(p, upd), s), None
 
-        return jax.lax.scan(step, (p, s), order)[0], None
+        return jax.lax.scan(step, carry, order)[0], None
 
     run = jax.jit(lambda p, keys: jax.lax.scan(epoch, (p, opt.init(p)), keys)[0][0])
     return run(params, jax.random.split(key, recipe.epochs))
+
+
+def train(params: dict, x: np.ndarray, y: np.ndarray, recipe: Recipe, key: jax.Array) -> dict:
+    """Cross-entropy (times `recipe.sign`) on (x, y) by `minibatch_adam`."""
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    def loss(p, idx):
+        return recipe.sign * per_example_loss(p, x[idx], y[idx]).mean()
+
+    return minibatch_adam(params, loss, len(y), recipe, key)
 
 
 def loss_mia_auc(

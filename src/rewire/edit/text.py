@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rewire.edit.classifier import Recipe, minibatch_adam
+
 NAMES = (("james", "john", "robert", "michael", "david"), ("mary", "linda", "susan", "sarah", "karen"))
 PRONOUNS = ("he", "she")
 OCCUPATIONS = (
@@ -104,28 +106,14 @@ def train_text(
     weights: np.ndarray | None = None,
     batch: int = 64,
 ) -> dict:
-    """Weighted binary cross-entropy, minibatch Adam, in one jitted scan."""
-    n = len(y)
-    w = np.ones(n, np.float32) if weights is None else weights.astype(np.float32)
+    """Weighted binary cross-entropy by minibatch Adam (`classifier.minibatch_adam`)."""
+    w = np.ones(len(y), np.float32) if weights is None else weights.astype(np.float32)
     x, y, w = jnp.asarray(x), jnp.asarray(y, jnp.float32), jnp.asarray(w)
-    steps = max(1, n // batch)
-    opt = optax.adam(lr)
 
     def loss(p, idx):
         return (w[idx] * optax.sigmoid_binary_cross_entropy(text_logits(p, x[idx]), y[idx])).mean()
 
-    def epoch(carry, k):
-        order = jax.random.permutation(k, n)[: steps * batch].reshape(steps, -1)
-
-        def step(carry, idx):
-            p, s = carry
-            upd, s = opt.update(jax.grad(loss)(p, idx), s, p)
-            return (optax.apply_updates(p, upd), s), None
-
-        return jax.lax.scan(step, carry, order)[0], None
-
-    run = jax.jit(lambda p, keys: jax.lax.scan(epoch, (p, opt.init(p)), keys)[0][0])
-    return run(params, jax.random.split(key, epochs))
+    return minibatch_adam(params, loss, len(y), Recipe(epochs, lr, batch), key)
 
 
 def group_metrics(predicted: jax.Array, y: jax.Array, g: jax.Array) -> dict[str, jax.Array]:
