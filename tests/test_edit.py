@@ -178,3 +178,24 @@ def test_bias_world_terms_match_the_model_and_shift_reduces_the_gap():
     predicted = np.asarray(text_logits(params, task.x["fair_val"]) > 0)
     assert float(utility) == pytest.approx((predicted == task.y["fair_val"]).mean())
     assert float(gap) > 0.1  # the spurious cue shows on the fair split
+
+
+def test_random_forget_task_term_by_hand(pretrained):
+    """Random 10%: task term = max(0, acc(forget) - acc(validation)) + |P(loss_f < loss_v) - 0.5|."""
+    from rewire.edit.classifier import digits_split, per_example_loss
+
+    params, _ = pretrained
+    split = digits_split(0, None)
+    config = WorldConfig(world="mask", forget="random")
+    world_params = make_params(params, split, config)
+    _, task = EditWorld(config).terms(world_params, world_params.w0)
+    f = split.forget
+    pred = np.asarray(jnp.argmax(logits(params, split.x_train[f]), -1))
+    acc_f = (pred == split.y_train[f]).mean()
+    acc_v = (np.asarray(jnp.argmax(logits(params, split.x_val), -1)) == split.y_val).mean()
+    lf = np.asarray(per_example_loss(params, split.x_train[f], split.y_train[f]))
+    lv = np.asarray(per_example_loss(params, split.x_val, split.y_val))
+    auc = np.mean([[a < b for b in lv] for a in lf]) + 0.5 * np.mean([[a == b for b in lv] for a in lf])
+    assert float(task) == pytest.approx(max(0.0, acc_f - acc_v) + abs(auc - 0.5), abs=1e-3)
+    with pytest.raises(ValueError, match="forget mode"):
+        WorldConfig(forget="half").validate()

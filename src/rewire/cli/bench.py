@@ -151,6 +151,7 @@ def unlearn(
 def edit(
     task: str = typer.Option("unlearn", help="unlearn (digits) or bias (generated occupation texts)."),
     forget_class: int = typer.Option(7, help="The class to forget (0..9)."),
+    random_forget: bool = typer.Option(False, "--random-forget", help="Forget a random 10% instead."),
     seed: int = typer.Option(0, help="Split, pretraining, agents and baselines."),
     steps: int = typer.Option(50_000, min=500, help="Environment steps for PPO and for CEM."),
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
@@ -158,7 +159,7 @@ def edit(
 ) -> None:
     from rewire.bench.edit import run_edit_benchmark
 
-    result = run_edit_benchmark(task, forget_class, seed, steps, quiet)
+    result = run_edit_benchmark(task, None if random_forget else forget_class, seed, steps, quiet)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")

@@ -81,7 +81,7 @@ def train_editor(
     task: str, model: dict, seed: int, world: str, forget_class: int, steps: int, key_seed: int
 ) -> tuple[dict, dict, dict]:
     """Train PPO on one editing problem; returns (policy record, edited params, metrics)."""
-    config = WorldConfig(world=world, task=task)
+    config = WorldConfig(world=world, task=task, forget="random" if forget_class is None else "class")
     params, measure = problem(task, model, seed, forget_class, config)
     ppo = PPO(EditWorld(config, params.w0.shape), PPOConfig(total_steps=steps))
     start = time.perf_counter()

@@ -10,7 +10,9 @@ reward, done, info)`, jittable and vmappable) and thin Gymnasium environments ov
   ShiftWorld: W <- W + beta*s*A, with s = std(W0).
 - Reward: r_t = J_t - J_{t-1}, J = lam_u * utility - lam_e * task term (potential-style: the return is
   J_T - J_0). Unlearning: utility = accuracy on a fixed 400-example subset of the training retain set, task
-  term = accuracy on the training forget set. Observation: W/s flattened, the two terms and t/T.
+  term = accuracy on the training forget set (a forgotten class), or for a random forget subset
+  max(0, acc(forget) - acc(validation)) + |AUC(forget losses < validation losses) - 0.5|.
+  Observation: W/s flattened, the two terms and t/T.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from rewire.edit.classifier import CLASSES, Split, features, head
 from rewire.edit.text import group_metrics
@@ -35,6 +38,7 @@ SNAP = 1e-6
 class WorldConfig:
     world: str = "mask"
     task: str = "unlearn"
+    forget: str = "class"  # unlearning: one class, or a random subset of the training split
     rank: int = 1
     horizon: int = 5
     alpha: float = 1.0
@@ -48,13 +52,16 @@ class WorldConfig:
             raise ValueError(f"unknown world {self.world!r}; choose from {list(WORLDS)}")
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose from {list(TASKS)}")
+        if self.forget not in ("class", "random"):
+            raise ValueError(f"unknown forget mode {self.forget!r}; choose class or random")
         if self.rank < 1 or self.horizon < 1:
             raise ValueError("rank and horizon must be at least 1")
 
 
 class WorldParams(NamedTuple):
     """Frozen data of one editing problem. Unlearning: data = (retain inputs to the head with a trailing 1,
-    retain labels, forget inputs, forget labels), in the canonical frame. Bias: data = (bag-of-words inputs,
+    retain labels, forget inputs, forget labels, validation inputs, validation labels), canonical frame.
+    Bias: data = (bag-of-words inputs,
     labels, groups, output weights, output bias) of the fair validation split."""
 
     w0: jax.Array  # (n, m): the edited layer
@@ -92,6 +99,8 @@ def make_params(model_params: dict, split: Split, config: WorldConfig, seed: int
         jnp.asarray(inverse[split.y_train[retain_idx]]),
         inputs(split.x_train[split.forget]),
         jnp.asarray(inverse[split.y_train[split.forget]]),
+        inputs(split.x_val),
+        jnp.asarray(inverse[split.y_val]),
     )
     return WorldParams(w0, jnp.std(w0), data, jnp.asarray(perm))
 
@@ -141,12 +150,20 @@ class EditWorld:
             x, y, g, out, bias = params.data
             m = group_metrics(jax.nn.relu(x @ weights) @ out + bias > 0, y, g)
             return m["accuracy"], m["tpr_gap"]
-        retain_x, retain_y, forget_x, forget_y = params.data
+        retain_x, retain_y, forget_x, forget_y, val_x, val_y = params.data
 
         def acc(x, y):
             return (jnp.argmax(x @ weights, -1) == y).mean()
 
-        return acc(retain_x, retain_y), acc(forget_x, forget_y)
+        if self.config.forget == "class":
+            return acc(retain_x, retain_y), acc(forget_x, forget_y)
+        # A random subset should end up looking unseen, not wrong: its accuracy no higher than on
+        # validation data, and its losses not separable from validation losses (pairwise AUC 0.5).
+        loss_f = optax.softmax_cross_entropy_with_integer_labels(forget_x @ weights, forget_y)
+        loss_v = optax.softmax_cross_entropy_with_integer_labels(val_x @ weights, val_y)
+        auc = (loss_f[:, None] < loss_v[None, :]).mean() + 0.5 * (loss_f[:, None] == loss_v[None, :]).mean()
+        gap = jnp.maximum(0.0, acc(forget_x, forget_y) - acc(val_x, val_y))
+        return acc(retain_x, retain_y), gap + jnp.abs(auc - 0.5)
 
     def _observe(self, params, weights, utility, task, t):
         tail = jnp.stack([utility, task, t / self.config.horizon])
