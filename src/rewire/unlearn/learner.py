@@ -30,6 +30,7 @@ from rewire.unlearn.tree import (
     nodes_holding,
     prefix_nodes,
     reflect,
+    stat_blocks,
     stat_size,
 )
 
@@ -113,10 +114,7 @@ class StableUCBVI:
         β = c_β[(H + 1)√(2ι/N⁺) + ((S + 2)H + 3)E/N⁺], Q_h = clip(r̃ + β + P̃V_{h+1}, 0, H - h).
         Ties go to the lowest action, so the policy is a deterministic function of the prefix."""
         S, A, H = self.states, self.actions, self.horizon
-        cells = H * S * A
-        n = prefix[:cells].reshape(H, S, A)
-        n_next = prefix[cells : cells * (S + 1)].reshape(H, S, A, S)
-        r_sum = prefix[cells * (S + 1) :].reshape(H, S, A)
+        n, n_next, r_sum = stat_blocks(prefix, S, A, H)
         n_plus = jnp.maximum(1.0, n + calib.margin)
         r_hat = jnp.clip(r_sum / n_plus, 0.0, 1.0)
         p_hat = n_next / n_plus[..., None]
@@ -154,22 +152,27 @@ class StableUCBVI:
             total = total + rows[j]
         return total
 
-    def _levels_at(self, state: LearnerState, cum: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """The binary counter after episode t: per level j, the true sum and the released value of
-        prefix(t)'s node at that level (zeros where bit j of t is clear)."""
+    def _released_levels(self, state: LearnerState, t: jax.Array) -> jax.Array:
+        """The released values of prefix(t)'s nodes by level j (zeros where bit j of t is clear)."""
+        nodes, used = prefix_nodes(t, self.n_levels)
+        return jnp.where(used[:, None], state.released[jnp.maximum(nodes - 1, 0)], 0.0)
+
+    def _sum_levels(self, state: LearnerState, t: jax.Array) -> jax.Array:
+        """The true sums of the same nodes (the binary counter after episode t)."""
+        cum = self._cumulative(self.stats(state))
         nodes, used = prefix_nodes(t, self.n_levels)
         width = 1 << jnp.arange(self.n_levels)
-        sums = jnp.where(used[:, None], cum[nodes] - cum[jnp.maximum(nodes - width, 0)], 0.0)
-        values = jnp.where(used[:, None], state.released[jnp.maximum(nodes - 1, 0)], 0.0)
-        return sums, values
+        return jnp.where(used[:, None], cum[nodes] - cum[jnp.maximum(nodes - width, 0)], 0.0)
 
     def prefix(self, state: LearnerState, t: jax.Array) -> jax.Array:
         """prefix(t): the released estimate of the sum of episodes 1..t."""
-        return self._prefix(self._levels_at(state, self._cumulative(self.stats(state)), t)[1])
+        return self._prefix(self._released_levels(state, t))
 
-    def final_policy(self, state: LearnerState) -> jax.Array:
-        """The policy the next user would get: PLAN(prefix(t_now))."""
-        return self.plan(self.prefix(state, state.t_now), state.calib)
+    def _play(self, state: LearnerState, row: jax.Array, prefix: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(policy planned from `prefix`, the episode slot `row`'s user plays under it; zeros if empty)."""
+        pi = self.plan(prefix, state.calib)
+        table = user_table(self.mdp, jax.random.wrap_key_data(state.user_keys[row]))
+        return pi, play(table, pi) * state.present[row]
 
     # -- learning ---------------------------------------------------------------------------------------
     def learn(self, state: LearnerState, stop: jax.Array) -> LearnerState:
@@ -190,9 +193,7 @@ class StableUCBVI:
         def episode(carry, t):
             sums, values = carry
             row = jnp.minimum(t, T) - 1
-            pi = self.plan(self._prefix(values), state.calib)
-            table = user_table(self.mdp, jax.random.wrap_key_data(state.user_keys[row]))
-            traj = play(table, pi) * state.present[row]
+            pi, traj = self._play(state, row, self._prefix(values))
             x = episode_stat(traj, state.present[row], self.states, self.actions)
             k = jax.lax.population_count(lowbit(t) - 1)
             below = (level < k)[:, None]
@@ -205,7 +206,7 @@ class StableUCBVI:
             return (sums, values), (traj, pi, y_node)
 
         times = start + 1 + jnp.arange(length)
-        carry = self._levels_at(state, self._cumulative(self.stats(state)), start)
+        carry = self._sum_levels(state, start), self._released_levels(state, start)
         _, (traj, policy, released) = jax.lax.scan(episode, carry, times)
         rows = jnp.where(times <= stop, times - 1, T)  # row T is out of range: dropped
         return state.replace(
@@ -247,11 +248,8 @@ class StableUCBVI:
         )
         t_now = state.t_now
         later = (jnp.arange(1, self.episodes + 1) > tau) & (jnp.arange(1, self.episodes + 1) <= t_now)
-        state = state.replace(
+        state = self.erase(state, user).replace(
             released=released,
-            present=state.present.at[user - 1].set(False),
-            traj=state.traj.at[user - 1].set(0),
-            user_keys=state.user_keys.at[user - 1].set(0),
             generation=state.generation + (later & (tau > 0)),
             deletions=state.deletions + 1,
             t_now=jnp.where(tau > 0, tau, t_now),
@@ -271,17 +269,23 @@ class StableUCBVI:
         }
         return state, report
 
+    @staticmethod
+    def erase(state: LearnerState, user: jax.Array) -> LearnerState:
+        """Empty the user's slot: its handle, its episode, and its presence (hence its statistic)."""
+        return state.replace(
+            present=state.present.at[user - 1].set(False),
+            traj=state.traj.at[user - 1].set(0),
+            user_keys=state.user_keys.at[user - 1].set(0),
+        )
+
     # -- audits and outcomes ----------------------------------------------------------------------------
     def audit(self, state: LearnerState) -> jax.Array:
         """Replay consistency: every stored policy equals PLAN(prefix(t - 1)) of the stored tree and every
         stored episode is what its user does under it (empty slots hold zeros). Always true for an honestly
         produced state; a stale state (e.g. data dropped without replay) fails it."""
-        cum = self._cumulative(self.stats(state))
 
         def one(t):
-            pi = self.plan(self._prefix(self._levels_at(state, cum, t - 1)[1]), state.calib)
-            table = user_table(self.mdp, jax.random.wrap_key_data(state.user_keys[t - 1]))
-            traj = play(table, pi) * state.present[t - 1]
+            pi, traj = self._play(state, t - 1, self.prefix(state, t - 1))
             played = t <= state.t_now
             ok = jnp.all(pi == state.policy[t - 1]) & jnp.all(traj == state.traj[t - 1])
             return ~played | ok

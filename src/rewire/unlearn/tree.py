@@ -53,6 +53,19 @@ def stat_size(states: int, actions: int, horizon: int) -> int:
     return horizon * states * actions * (states + 2)
 
 
+def stat_blocks(
+    x: jax.Array, states: int, actions: int, horizon: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Split a statistic (or a sum of them) into its blocks: visit counts (H, S, A), transition counts
+    (H, S, A, S') and reward sums (H, S, A), the layout `episode_stat` writes."""
+    cells = horizon * states * actions
+    return (
+        x[:cells].reshape(horizon, states, actions),
+        x[cells : cells * (states + 1)].reshape(horizon, states, actions, states),
+        x[cells * (states + 1) :].reshape(horizon, states, actions),
+    )
+
+
 def episode_stat(traj: jax.Array, present: jax.Array, states: int, actions: int) -> jax.Array:
     """One episode's statistic x: +1 at the visit count of each (h, s, a), +1 at its (s') transition count,
     +r at its reward sum; zero for a deleted (null) slot. ‖x‖² = 2H + Σ r_h²."""

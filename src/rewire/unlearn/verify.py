@@ -20,7 +20,7 @@ from scipy import stats
 from rewire.progress import progress_bar
 from rewire.unlearn.learner import LearnerState, StableUCBVI
 from rewire.unlearn.session import Setup
-from rewire.unlearn.tree import episode_stat, nodes_holding
+from rewire.unlearn.tree import episode_stat, nodes_holding, stat_blocks
 
 CATEGORICAL = ("final_policy", "next_policy")
 CONTINUOUS = ("visit_total", "reward_total", "prefix_projection", "node_projection")
@@ -103,8 +103,8 @@ class Verifier:
         learner = self.learner
         self._init = jax.jit(jax.vmap(learner.init, (0, None, None, None)))
         self._learn = jax.jit(jax.vmap(learner.learn, (0, None)))
-        self._delete = jax.jit(jax.vmap(learner.delete, (0, None)))
-        self._no_op = jax.jit(jax.vmap(erase_only, (0, None)))
+        self._delete = jax.jit(jax.vmap(lambda s, u: learner.delete(s, u)[0], (0, None)))
+        self._no_op = jax.jit(jax.vmap(learner.erase, (0, None)))
         self._drop = jax.jit(jax.vmap(lambda s, u: drop_without_coupling(learner, s, u), (0, None)))
         self._outcome = jax.jit(jax.vmap(self.outcome, (0, None)))
 
@@ -113,12 +113,12 @@ class Verifier:
         learner, A = self.learner, self.learner.actions
         code = lambda pi: (pi.ravel() * A ** jnp.arange(pi.size)).sum()  # noqa: E731
         prefix = learner.prefix(state, state.t_now)
-        cells = learner.horizon * learner.states * learner.actions
+        visits, _, rewards = stat_blocks(prefix, learner.states, learner.actions, learner.horizon)
         return {
             "final_policy": code(learner.plan(prefix, state.calib)),
             "next_policy": code(state.policy[jnp.minimum(first, learner.episodes - 1)]),
-            "visit_total": prefix[:cells].sum(),
-            "reward_total": prefix[cells * (learner.states + 1) :].sum(),
+            "visit_total": visits.sum(),
+            "reward_total": rewards.sum(),
             "prefix_projection": prefix @ self.direction,
             "node_projection": state.released[first - 1] @ self.direction,
             "replay_consistent": learner.audit(state),
@@ -139,7 +139,6 @@ class Verifier:
                 ]
                 for u in users:
                     state = step(state, jnp.asarray(u, jnp.int32))
-                    state = state[0] if isinstance(state, tuple) else state
             state = self._learn(state, T)
             out = self._outcome(state, jnp.asarray(users[0], jnp.int32))
             out = {k: np.asarray(v) for k, v in out.items()}
@@ -186,15 +185,6 @@ class Verifier:
         }
 
 
-def erase_only(state: LearnerState, user: jax.Array) -> LearnerState:
-    """Negative control: erase the user's raw data, keep the released tree and everything after it."""
-    return state.replace(
-        present=state.present.at[user - 1].set(False),
-        traj=state.traj.at[user - 1].set(0),
-        user_keys=state.user_keys.at[user - 1].set(0),
-    )
-
-
 def drop_without_coupling(learner: StableUCBVI, state: LearnerState, user: jax.Array) -> LearnerState:
     """Negative control: subtract the user's statistic from every released node holding it (each node then
     has the right marginal law) but replay nothing, so later policies and episodes are stale."""
@@ -203,4 +193,4 @@ def drop_without_coupling(learner: StableUCBVI, state: LearnerState, user: jax.A
     live = nodes <= state.t_now
     rows = jnp.minimum(nodes, learner.episodes) - 1
     released = state.released.at[rows].add(jnp.where(live[:, None], -x, 0.0))
-    return erase_only(state.replace(released=released), user)
+    return learner.erase(state.replace(released=released), user)
