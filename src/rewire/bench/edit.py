@@ -14,17 +14,10 @@ import numpy as np
 
 from rewire.edit.agents import PPO, CEMConfig, PPOConfig, cem
 from rewire.edit.baselines import BASELINES, timed
-from rewire.edit.classifier import (
-    CLASSES,
-    Recipe,
-    digits_split,
-    init_params,
-    train,
-    unlearning_metrics,
-    with_head,
-)
-from rewire.edit.text import TextTask, balanced_finetune, init_text_params, reweighting, train_text
-from rewire.edit.world import EditWorld, WorldConfig, make_bias_params, make_params, model_head
+from rewire.edit.classifier import CLASSES, digits_split, unlearning_metrics
+from rewire.edit.run import pretrain, problem
+from rewire.edit.text import TextTask, balanced_finetune, reweighting
+from rewire.edit.world import EditWorld, WorldConfig
 from rewire.progress import progress_bar
 from rewire.runs import versions
 
@@ -80,7 +73,10 @@ def run_edit_benchmark(
     criteria = result.pop("criteria")
     return {
         "config": {"task": task, "forget_class": forget_class if task == "unlearn" else None, "seed": seed}
-        | {"env_steps": steps, "world": dataclasses.asdict(_world_config("mask", task, forget_class))}
+        | {
+            "env_steps": steps,
+            "world": dataclasses.asdict(WorldConfig.for_problem("mask", task, forget_class)),
+        }
         | {"ppo": dataclasses.asdict(PPOConfig(total_steps=steps))},
         "versions": versions(),
         **result,
@@ -88,27 +84,20 @@ def run_edit_benchmark(
     }
 
 
-def _world_config(world: str, task: str, forget_class: int | None) -> WorldConfig:
-    forget = "random" if task == "unlearn" and forget_class is None else "class"
-    return WorldConfig(world=world, task=task, forget=forget)
-
-
 def _unlearn(keys, forget_class: int | None, seed: int, steps: int, quiet: bool) -> dict:
     split = digits_split(seed, forget_class)
-    original, pretrain_s = timed(
-        lambda: train(init_params(keys[0]), split.x_train, split.y_train, Recipe(), keys[1])
-    )
+    original, pretrain_s = timed(pretrain, "unlearn", split, seed)
     base = unlearning_metrics(original, split)
     methods: dict[str, dict] = {}
     extra: dict[str, dict] = {}
     transfer: dict[str, dict] = {}
     with progress_bar("methods", 2 * 2 + len(BASELINES), quiet) as bar:
         for world_name, label in WORLD_NAMES.items():
-            config = _world_config(world_name, "unlearn", forget_class)
-            params = make_params(original, split, config, seed)
+            config = WorldConfig.for_problem(world_name, "unlearn", forget_class)
+            params, measure = problem("unlearn", original, split, config, seed)
             runs = _agents(config, params, keys, steps)
             for kind, (weights, timing, _) in runs.items():
-                metrics = unlearning_metrics(with_head(original, model_head(params, weights)), split) | timing
+                metrics = measure(weights)[1] | timing
                 (methods if kind == "ppo" else extra)[label if kind == "ppo" else f"{label}_cem"] = metrics
             bar.advance(1, note=label)
             ppo, agent = runs["ppo"][2]
@@ -119,10 +108,10 @@ def _unlearn(keys, forget_class: int | None, seed: int, steps: int, quiet: bool)
             for target in range(CLASSES):
                 if target == forget_class:
                     continue
-                other = digits_split(seed, target)
-                target_params = make_params(original, other, config, seed)
-                weights = ppo.edit(agent, target_params)[1]
-                m = unlearning_metrics(with_head(original, model_head(target_params, weights)), other)
+                target_params, target_measure = problem(
+                    "unlearn", original, digits_split(seed, target), config, seed
+                )
+                m = target_measure(ppo.edit(agent, target_params)[1])[1]
                 transfer[label][str(target)] = {k: m[k] for k in ("forget_acc", "retain_acc", "test_acc")}
             bar.advance(1, note=f"{label} transfer")
         for name, fn in BASELINES.items():
@@ -161,21 +150,16 @@ def _unlearn(keys, forget_class: int | None, seed: int, steps: int, quiet: bool)
 def _bias(keys, forget_class: int, seed: int, steps: int, quiet: bool) -> dict:
     del forget_class
     task = TextTask.build(seed)
-    original, pretrain_s = timed(
-        lambda: train_text(
-            init_text_params(keys[0], task.vocab_size), task.x["train"], task.y["train"], keys[1]
-        )
-    )
+    original, pretrain_s = timed(pretrain, "bias", task, seed)
     base = task.metrics(original)
     methods: dict[str, dict] = {}
     extra: dict[str, dict] = {}
-    fair = (np.asarray(task.y["fair_val"], np.float32), np.asarray(task.g["fair_val"], np.float32))
     with progress_bar("methods", len(WORLD_NAMES) + 2, quiet) as bar:
         for world_name, label in WORLD_NAMES.items():
-            config = WorldConfig(world=world_name, task="bias")
-            params = make_bias_params(original, task.x["fair_val"], *fair)
+            config = WorldConfig.for_problem(world_name, "bias", None)
+            params, measure = problem("bias", original, task, config, seed)
             for kind, (weights, timing, _) in _agents(config, params, keys, steps).items():
-                metrics = task.metrics(original, weights) | timing
+                metrics = measure(weights)[1] | timing
                 (methods if kind == "ppo" else extra)[label if kind == "ppo" else f"{label}_cem"] = metrics
             bar.advance(1, note=label)
         fitted, wall = timed(reweighting, task, keys[4])

@@ -31,7 +31,7 @@ def train_cmd(
 ) -> None:
     from rewire.checkpoint import save_checkpoint
     from rewire.edit.classifier import CLASSES
-    from rewire.edit.run import TASKS, load_model, pretrain, save_model, train_editor
+    from rewire.edit.run import TASKS, load_model, pretrain, save_model, task_data, train_editor
     from rewire.edit.world import WorldConfig
 
     if task not in TASKS:
@@ -39,14 +39,14 @@ def train_cmd(
     WorldConfig(world=world).validate()
     if not 0 <= forget_class < CLASSES:
         raise ValueError(f"forget class {forget_class}: choose 0..{CLASSES - 1}")
-    if model is not None:
-        params, data_seed = load_model(model, task)
-    else:
-        params, data_seed = pretrain(task, seed), seed
+    params, data_seed = load_model(model, task) if model is not None else (None, seed)
+    data = task_data(task, data_seed, forget_class)
+    if params is None:
+        params = pretrain(task, data, seed)
     run_dir = new_run_dir(out, f"edit-{world}")
     record_run(run_dir, {"world": world, "task": task, "forget_class": forget_class, "steps": steps}, seed)
     save_model(run_dir / "model.ckpt", task, params, data_seed)
-    policy, edited, metrics = train_editor(task, params, data_seed, world, forget_class, steps, seed)
+    policy, edited, metrics = train_editor(task, params, data, data_seed, world, forget_class, steps, seed)
     save_checkpoint(run_dir / "policy.ckpt", policy)
     save_model(run_dir / "edited.ckpt", task, edited, data_seed)
     write_json(
@@ -65,12 +65,13 @@ def apply_cmd(
     forget_class: int = typer.Option(None, help="Class to forget (unlearn; default: the policy's class)."),
     out: Path = typer.Option(None, help="Write the edited model here."),
 ) -> None:
-    from rewire.edit.run import apply_editor, load_model, load_policy, save_model
+    from rewire.edit.run import apply_editor, load_model, load_policy, save_model, task_data
 
     record = load_policy(policy)
     params, data_seed = load_model(model, record["task"])
     target = record["trained_on_class"] if forget_class is None else forget_class
-    edited, metrics = apply_editor(record, params, data_seed, target)
+    data = task_data(record["task"], data_seed, target)
+    edited, metrics = apply_editor(record, params, data, data_seed)
     if out is not None:
         save_model(out, record["task"], edited, data_seed)
     where = (

@@ -47,6 +47,12 @@ class WorldConfig:
     lam_task: float = 1.0
     reward_subset: int = 400
 
+    @classmethod
+    def for_problem(cls, world: str, task: str, forget_class: int | None) -> WorldConfig:
+        """Unlearning with no forget class forgets a random subset."""
+        forget = "random" if task == "unlearn" and forget_class is None else "class"
+        return cls(world=world, task=task, forget=forget)
+
     def validate(self) -> None:
         if self.world not in WORLDS:
             raise ValueError(f"unknown world {self.world!r}; choose from {list(WORLDS)}")
