@@ -42,7 +42,7 @@ def _learned(learner: StableUCBVI, setup: Setup, rhos: list[float | None], seeds
     return jax.jit(jax.vmap(learner.learn, (0, None)))(state, setup.episodes)
 
 
-def _pick(state: LearnerState, index: int) -> LearnerState:
+def _pick(state: LearnerState, index: int | slice) -> LearnerState:
     return jax.tree.map(lambda a: a[index], state)
 
 
@@ -165,7 +165,7 @@ def run_unlearn_benchmark(
             rows += got
             if T == longest:
                 for r, rho in enumerate(rhos):
-                    part = jax.tree.map(lambda a, r=r: a[r * seeds : (r + 1) * seeds], learned)
+                    part = _pick(learned, slice(r * seeds, (r + 1) * seeds))  # the seeds of rho r
                     regret["stable"].append(regret_curves(setup, learner, part, rho, seeds))
     setup = dataclasses.replace(base, episodes=longest)
     for bonus in BONUSES:
@@ -178,7 +178,7 @@ def run_unlearn_benchmark(
             with jax.enable_x64(True):
                 stable = _learned(learner, setup, list(rhos), seeds)
             for r, rho in enumerate(rhos):
-                part = jax.tree.map(lambda a, r=r: a[r * seeds : (r + 1) * seeds], stable)
+                part = _pick(stable, slice(r * seeds, (r + 1) * seeds))
                 regret["stable"].append(regret_curves(setup, learner, part, rho, seeds))
     return {
         "config": dataclasses.asdict(base)

@@ -164,14 +164,14 @@ class TextTask:
         x = {k: bag_of_words(v, vocab) for k, v in data.texts.items()}
         return cls(x, data.labels, data.groups, len(vocab) + 1)
 
+    def group_metrics(self, params: dict, split: str, embed: jax.Array | None = None) -> dict[str, float]:
+        """`group_metrics` of the model's predictions on one split."""
+        predicted = text_logits(params, self.x[split], embed) > 0
+        return {k: float(v) for k, v in group_metrics(predicted, self.y[split], self.g[split]).items()}
+
     def metrics(self, params: dict, embed: jax.Array | None = None) -> dict[str, float]:
         """Fair-test accuracy, TPR gap and parity gap, and the accuracy on the biased test split."""
-        out = {
-            k: float(v)
-            for k, v in group_metrics(
-                text_logits(params, self.x["fair_test"], embed) > 0, self.y["fair_test"], self.g["fair_test"]
-            ).items()
-        }
+        out = self.group_metrics(params, "fair_test", embed)
         biased = text_logits(params, self.x["test"], embed) > 0
         return out | {"biased_test_accuracy": float((biased == self.y["test"]).mean())}
 
@@ -191,9 +191,8 @@ def balanced_finetune(original: dict, task: TextTask, key: jax.Array, seed: int)
     idx = balanced_subset(task.y["train"], task.g["train"], seed)
 
     def on_fair_val(p):
-        pred = text_logits(p, task.x["fair_val"]) > 0
-        m = group_metrics(pred, task.y["fair_val"], task.g["fair_val"])
-        return float(m["accuracy"]), float(m["tpr_gap"])
+        m = task.group_metrics(p, "fair_val")
+        return m["accuracy"], m["tpr_gap"]
 
     floor = on_fair_val(original)[0] - 0.02
     best, best_rank, chosen = original, None, {}
