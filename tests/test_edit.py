@@ -140,6 +140,142 @@ def test_text_generator_is_deterministic_and_biased_by_construction():
         generate(0, correlation=0.3)
 
 
+def _write_rows(path, rows, header=("text", "label", "group")):
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_text_files_round_trip_and_split_by_cell(tmp_path):
+    from rewire.edit.text import TextTask, generate, init_text_params, read_text_file, write_text_file
+
+    data = generate(0)
+    for suffix in ("csv", "jsonl"):
+        back = read_text_file(write_text_file(data, tmp_path / f"occ.{suffix}"))
+        assert back.texts == data.texts
+        assert all(np.array_equal(back.labels[k], data.labels[k]) for k in data.texts)
+        assert all(np.array_equal(back.groups[k], data.groups[k]) for k in data.texts)
+    built, read = TextTask.build(0), TextTask.from_data(read_text_file(tmp_path / "occ.csv"))
+    assert built.vocab_size == read.vocab_size and all(np.array_equal(built.x[k], read.x[k]) for k in built.x)
+    assert (read.edit_split, read.report_split) == ("fair_val", "fair_test")
+    # Without a split field: 60/20/20 inside each (group, label) cell, the same for a seed.
+    rows = list(zip(data.texts["train"], data.labels["train"], data.groups["train"], strict=True))
+    path = _write_rows(tmp_path / "plain.csv", rows)
+    a, b, c = read_text_file(path, seed=1), read_text_file(path, seed=1), read_text_file(path, seed=2)
+    assert a.texts == b.texts and a.texts != c.texts and sorted(a.texts) == ["test", "train", "val"]
+    for gv in (0, 1):
+        for yv in (0, 1):
+            cell = sum((data.groups["train"] == gv) & (data.labels["train"] == yv))
+            sizes = {k: int(((a.groups[k] == gv) & (a.labels[k] == yv)).sum()) for k in a.texts}
+            assert sum(sizes.values()) == cell and abs(sizes["train"] - 0.6 * cell) <= 1
+    task = TextTask.from_data(a)
+    assert (task.edit_split, task.report_split) == ("val", "test")
+    model = init_text_params(jax.random.key(0), task.vocab_size)
+    assert set(task.metrics(model)) == {"accuracy", "tpr_gap", "parity_gap"}  # no biased-test extra
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("a.csv", "text,label\nhello,1\n", "needs the columns ['group']"),
+        ("a.csv", "text,label,group\nhello,1,0\nworld,2,1\n", "line 3: label '2' is not 0 or 1"),
+        (
+            "a.jsonl",
+            '{"text": "a b", "label": 1, "group": 0}\n{"text": "c", "label": 0, "group": "x"}\n',
+            "line 2: group 'x' is not 0 or 1",
+        ),
+        ("a.csv", "text,label,group\nhello,1,0\n ,0,1\n", "line 3: the text is missing or has no words"),
+        ("a.jsonl", '{"text": "a", "label": 1, "group": 0}\n{"text": \n', "line 2: not valid JSON"),
+        ("a.jsonl", "[1, 2]\n", "line 1: not a JSON object"),
+        ("a.csv", "text,label,group,split\nhello,1,0,dev\n", "line 2: split 'dev' is not one of"),
+        (
+            "a.jsonl",
+            '{"text": "a", "label": 1, "group": 0, "split": "test"}\n{"text": "b", "label": 1, "group": 0}\n',
+            "line 2: give every row a split or none",
+        ),
+        ("a.csv", "text,label,group,split\nhello,1,0,train\n", "needs train, val and test rows"),
+        ("a.txt", "hello", "must be .csv or .jsonl"),
+        ("a.csv", "text,label,group\n", "no rows"),
+    ],
+)
+def test_text_file_errors_name_the_line(tmp_path, name, content, message):
+    from rewire.edit.text import read_text_file
+
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValueError) as err:
+        read_text_file(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_cli_bias_task_on_a_user_file(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rewire.cli import app
+    from rewire.edit.text import read_text_file
+    from rewire.runs import file_record
+
+    runner = CliRunner()
+
+    def said(res) -> str:  # rich wraps long lines
+        return " ".join(res.output.split())
+
+    res = runner.invoke(app, ["edit", "data", str(tmp_path / "occ.jsonl"), "--seed", "1"])
+    assert res.exit_code == 0 and "fair_test 5000" in said(res), res.output
+    # A user's file without fair splits or a split field: the biased part of the generated data.
+    data = read_text_file(tmp_path / "occ.jsonl")
+    splits = ("train", "val", "test")
+    rows = [r for k in splits for r in zip(data.texts[k], data.labels[k], data.groups[k], strict=True)]
+    mine = _write_rows(tmp_path / "mine.csv", rows)
+    out = tmp_path / "runs"
+    res = runner.invoke(
+        app, ["edit", "train", "--task", "bias", "--data", str(mine), "--steps", "1000", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    (run_dir,) = out.iterdir()
+    metrics = json.loads((run_dir / "results.json").read_text())["metrics"]
+    assert {"accuracy", "tpr_gap", "parity_gap"} <= set(metrics) and "biased_test_accuracy" not in metrics
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert config["data_file"] == file_record(mine)
+    apply = ["edit", "apply", str(run_dir / "policy.ckpt"), str(run_dir / "model.ckpt")]
+    first = runner.invoke(app, apply)
+    assert first.exit_code == 0 and f"accuracy {metrics['accuracy']:.3f}" in said(first), first.output
+    moved = mine.rename(tmp_path / "moved.csv")
+    res = runner.invoke(app, apply)
+    assert res.exit_code == 2 and "is not there" in said(res)
+    res = runner.invoke(app, [*apply, "--data", str(moved)])
+    assert res.exit_code == 0 and said(res) == said(first)
+    with open(moved, "a") as f:
+        f.write("one more sentence,1,0\n")
+    res = runner.invoke(app, [*apply, "--data", str(moved)])
+    assert res.exit_code == 2 and "sha256 differs" in said(res)
+    res = runner.invoke(app, ["edit", "train", "--task", "unlearn", "--data", str(moved), "--out", str(out)])
+    assert res.exit_code == 2 and "a data file is for the bias task" in said(res)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label,group\nhello,1,0\nworld,yes,1\n")
+    res = runner.invoke(app, ["edit", "train", "--task", "bias", "--data", str(bad), "--out", str(out)])
+    assert res.exit_code == 2 and "line 3: label 'yes' is not 0 or 1" in said(res)
+    assert len(list(out.iterdir())) == 1  # no run directory for the refused runs
+
+
+def test_text_file_needs_every_group_label_cell_in_every_split(tmp_path):
+    from rewire.edit.text import read_text_file
+
+    rows = [("w", y, g, s) for s in ("train", "val", "test") for g in (0, 1) for y in (0, 1)]
+    rows.remove(("w", 0, 1, "val"))
+    path = _write_rows(tmp_path / "cells.csv", rows, ("text", "label", "group", "split"))
+    with pytest.raises(ValueError, match="the val split has no rows of group 1 with label 0"):
+        read_text_file(path)
+    with pytest.raises(FileNotFoundError):
+        read_text_file(tmp_path / "missing.csv")
+
+
 def test_group_metrics_and_reweighing_by_hand():
     from rewire.edit.text import group_metrics, reweighing
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -23,6 +24,16 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def file_record(path: str | os.PathLike) -> dict[str, str]:
+    """{"path" (absolute), "sha256"}: which input file a result came from, and whether it changed since."""
+    path = Path(path).resolve()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"path": str(path), "sha256": digest.hexdigest()}
 
 
 def to_jsonable(obj: Any) -> Any:

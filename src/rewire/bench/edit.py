@@ -1,11 +1,13 @@
 """`rewire bench edit`: MaskWorld and ShiftWorld editors (PPO) against the baselines, with CEM over the
 same actions as the derivative-free control. Unlearning (digits): retrain, fine-tune, gradient ascent, random
-labels, a loss MIA, and the learned policy applied to every other class. Bias (generated occupation texts):
-reweighting and fine-tuning on a balanced subset; accuracy and gaps on the fair test split."""
+labels, a loss MIA, and the learned policy applied to every other class. Bias (generated occupation texts, or
+the user's file): reweighting and fine-tuning on a balanced subset; accuracy and gaps on the report split
+(`fair_test`, or `test` for a file without fair splits)."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from functools import partial
 
@@ -15,11 +17,11 @@ import numpy as np
 from rewire.edit.agents import PPO, CEMConfig, PPOConfig, cem
 from rewire.edit.baselines import BASELINES, timed
 from rewire.edit.classifier import CLASSES, digits_split, unlearning_metrics
-from rewire.edit.run import pretrain, problem
-from rewire.edit.text import TextTask, balanced_finetune, reweighting
+from rewire.edit.run import pretrain, problem, task_data
+from rewire.edit.text import balanced_finetune, reweighting
 from rewire.edit.world import EditWorld, WorldConfig
 from rewire.progress import progress_bar
-from rewire.runs import versions
+from rewire.runs import file_record, versions
 
 TASKS = ("unlearn", "bias")
 WORLD_NAMES = {"mask": "maskworld", "shift": "shiftworld"}
@@ -63,16 +65,19 @@ def run_edit_benchmark(
     seed: int = 0,
     steps: int = 50_000,
     quiet: bool = False,
+    data_file: str | os.PathLike | None = None,
 ) -> dict:
     """`task` unlearn: digits, forget `forget_class` (None: a random 10% of the training split); bias: the
-    generated occupation texts."""
+    texts of `data_file`, or else the generated occupation texts."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
     keys = jax.random.split(jax.random.key(seed), 6)
-    result = (_bias if task == "bias" else _unlearn)(keys, forget_class, seed, steps, quiet)
+    data = task_data(task, seed, forget_class, data_file)
+    result = (_bias if task == "bias" else _unlearn)(data, keys, forget_class, seed, steps, quiet)
     criteria = result.pop("criteria")
     return {
         "config": {"task": task, "forget_class": forget_class if task == "unlearn" else None, "seed": seed}
+        | {"data_file": None if data_file is None else file_record(data_file)}
         | {
             "env_steps": steps,
             "world": dataclasses.asdict(WorldConfig.for_problem("mask", task, forget_class)),
@@ -84,8 +89,7 @@ def run_edit_benchmark(
     }
 
 
-def _unlearn(keys, forget_class: int | None, seed: int, steps: int, quiet: bool) -> dict:
-    split = digits_split(seed, forget_class)
+def _unlearn(split, keys, forget_class: int | None, seed: int, steps: int, quiet: bool) -> dict:
     original, pretrain_s = timed(pretrain, "unlearn", split, seed)
     base = unlearning_metrics(original, split)
     methods: dict[str, dict] = {}
@@ -147,9 +151,8 @@ def _unlearn(keys, forget_class: int | None, seed: int, steps: int, quiet: bool)
     }
 
 
-def _bias(keys, forget_class: int, seed: int, steps: int, quiet: bool) -> dict:
+def _bias(task, keys, forget_class: int, seed: int, steps: int, quiet: bool) -> dict:
     del forget_class
-    task = TextTask.build(seed)
     original, pretrain_s = timed(pretrain, "bias", task, seed)
     base = task.metrics(original)
     methods: dict[str, dict] = {}

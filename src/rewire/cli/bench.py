@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from rewire.cli.common import console, friendly_errors, parse_ints
+from rewire.cli.edit import DATA_HELP
 from rewire.runs import write_json
 
 app = typer.Typer(no_args_is_help=True)
@@ -149,7 +150,8 @@ def unlearn(
 )
 @friendly_errors
 def edit(
-    task: str = typer.Option("unlearn", help="unlearn (digits) or bias (generated occupation texts)."),
+    task: str = typer.Option("unlearn", help="unlearn (digits) or bias (occupation texts, or --data)."),
+    data: Path = typer.Option(None, help=DATA_HELP),
     forget_class: int = typer.Option(7, help="The class to forget (0..9)."),
     random_forget: bool = typer.Option(False, "--random-forget", help="Forget a random 10% instead."),
     seed: int = typer.Option(0, help="Split, pretraining, agents and baselines."),
@@ -159,7 +161,7 @@ def edit(
 ) -> None:
     from rewire.bench.edit import run_edit_benchmark
 
-    result = run_edit_benchmark(task, None if random_forget else forget_class, seed, steps, quiet)
+    result = run_edit_benchmark(task, None if random_forget else forget_class, seed, steps, quiet, data)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")

@@ -7,9 +7,13 @@ from pathlib import Path
 import typer
 
 from rewire.cli.common import console, friendly_errors
-from rewire.runs import new_run_dir, record_run, write_json
+from rewire.runs import file_record, new_run_dir, record_run, write_json
 
 app = typer.Typer(no_args_is_help=True)
+DATA_HELP = (
+    "Bias task: your text data set, .csv (with a header) or .jsonl, fields text, label (0/1), group (0/1) "
+    "and optional split (train/val/test[/fair_val/fair_test]); default: the generated occupation texts."
+)
 
 
 def _show(metrics: dict) -> str:
@@ -22,9 +26,10 @@ def _show(metrics: dict) -> str:
 @friendly_errors
 def train_cmd(
     world: str = typer.Option("mask", help="mask (multiplicative) or shift (additive)."),
-    task: str = typer.Option("unlearn", help="unlearn (digits) or bias (generated occupation texts)."),
+    task: str = typer.Option("unlearn", help="unlearn (digits) or bias (occupation texts, or --data)."),
     forget_class: int = typer.Option(7, help="The class to forget (0..9; unlearn only)."),
     model: Path = typer.Option(None, help="A model file from an earlier run (default: pretrain one)."),
+    data: Path = typer.Option(None, help=DATA_HELP),
     steps: int = typer.Option(50_000, min=500, help="Environment steps."),
     seed: int = typer.Option(0, help="Data split, pretraining and the agent."),
     out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
@@ -39,16 +44,20 @@ def train_cmd(
     WorldConfig(world=world).validate()
     if not 0 <= forget_class < CLASSES:
         raise ValueError(f"forget class {forget_class}: choose 0..{CLASSES - 1}")
-    params, data_seed = load_model(model, task) if model is not None else (None, seed)
-    data = task_data(task, data_seed, forget_class)
-    if params is None:
-        params = pretrain(task, data, seed)
+    if model is not None:
+        params, data_seed, task_set, data = load_model(model, task, forget_class, data)
+    else:
+        data_seed, task_set = seed, task_data(task, seed, forget_class, data)
+        params = pretrain(task, task_set, seed)
     run_dir = new_run_dir(out, f"edit-{world}")
-    record_run(run_dir, {"world": world, "task": task, "forget_class": forget_class, "steps": steps}, seed)
-    save_model(run_dir / "model.ckpt", task, params, data_seed)
-    policy, edited, metrics = train_editor(task, params, data, data_seed, world, forget_class, steps, seed)
+    config = {"world": world, "task": task, "forget_class": forget_class, "steps": steps}
+    record_run(run_dir, config | {"data_file": None if data is None else file_record(data)}, seed)
+    save_model(run_dir / "model.ckpt", task, params, data_seed, data)
+    policy, edited, metrics = train_editor(
+        task, params, task_set, data_seed, world, forget_class, steps, seed
+    )
     save_checkpoint(run_dir / "policy.ckpt", policy)
-    save_model(run_dir / "edited.ckpt", task, edited, data_seed)
+    save_model(run_dir / "edited.ckpt", task, edited, data_seed, data)
     write_json(
         run_dir / "results.json",
         {"task": task, "world": world, "metrics": metrics}
@@ -63,20 +72,33 @@ def apply_cmd(
     policy: Path = typer.Argument(..., help="policy.ckpt from `rewire edit train`."),
     model: Path = typer.Argument(..., help="A model file (model.ckpt from a run)."),
     forget_class: int = typer.Option(None, help="Class to forget (unlearn; default: the policy's class)."),
+    data: Path = typer.Option(None, help="The model's text data file, if it has moved since training."),
     out: Path = typer.Option(None, help="Write the edited model here."),
 ) -> None:
-    from rewire.edit.run import apply_editor, load_model, load_policy, save_model, task_data
+    from rewire.edit.run import apply_editor, load_model, load_policy, save_model
 
     record = load_policy(policy)
-    params, data_seed = load_model(model, record["task"])
     target = record["trained_on_class"] if forget_class is None else forget_class
-    data = task_data(record["task"], data_seed, target)
-    edited, metrics = apply_editor(record, params, data, data_seed)
+    params, data_seed, task_set, data = load_model(model, record["task"], target, data)
+    edited, metrics = apply_editor(record, params, task_set, data_seed)
     if out is not None:
-        save_model(out, record["task"], edited, data_seed)
+        save_model(out, record["task"], edited, data_seed, data)
     where = (
         f"trained on class {record['trained_on_class']}, applied to class {target}"
         if target is not None
         else (f"({record['task']}) applied to {model}")
     )
     console.print(f"policy {where}: {_show(metrics)}")
+
+
+@app.command("data", help="Write the generated occupation texts as a data file in the format --data reads.")
+@friendly_errors
+def data_cmd(
+    out: Path = typer.Argument(..., help="Output file, .csv or .jsonl."),
+    seed: int = typer.Option(0, help="Generator seed."),
+) -> None:
+    from rewire.edit.text import generate, write_text_file
+
+    data = generate(seed)
+    write_text_file(data, out)
+    console.print(f"wrote {out}: " + ", ".join(f"{k} {len(v)}" for k, v in data.texts.items()))

@@ -23,18 +23,27 @@ from rewire.edit.classifier import (
     unlearning_metrics,
     with_head,
 )
-from rewire.edit.text import TextTask, init_text_params, train_text
+from rewire.edit.text import TextTask, init_text_params, read_text_file, train_text
 from rewire.edit.world import EditWorld, WorldConfig, WorldParams, make_bias_params, make_params, model_head
+from rewire.runs import file_record
 
 MODEL_KINDS = {"unlearn": "rewire.edit/digits-mlp", "bias": "rewire.edit/text-bow"}
 POLICY_KIND = "rewire.edit/policy"
 TASKS = tuple(MODEL_KINDS)
 
 
-def task_data(task: str, seed: int, forget_class: int | None = None) -> Split | TextTask:
-    """The data of a task: the digits split (forgetting `forget_class`, None: a random 10%), or the
-    generated occupation texts."""
-    return TextTask.build(seed) if task == "bias" else digits_split(seed, forget_class)
+def task_data(
+    task: str, seed: int, forget_class: int | None = None, data_file: str | os.PathLike | None = None
+) -> Split | TextTask:
+    """The data of a task: the digits split (forgetting `forget_class`, None: a random 10%); for bias, the
+    texts of `data_file` (`text.read_text_file`) or else the generated occupation texts."""
+    if task != "bias":
+        if data_file is not None:
+            raise ValueError(
+                "a data file is for the bias task; the unlearning task uses scikit-learn's digits"
+            )
+        return digits_split(seed, forget_class)
+    return TextTask.build(seed) if data_file is None else TextTask.from_data(read_text_file(data_file, seed))
 
 
 def initial_params(task: str, key: jax.Array, data: Split | TextTask) -> dict:
@@ -51,20 +60,49 @@ def pretrain(task: str, data: Split | TextTask, seed: int) -> dict:
     return train(params, data.x_train, data.y_train, Recipe(), keys[1])
 
 
-def save_model(path: str | os.PathLike, task: str, params: dict, seed: int) -> Path:
-    return save_checkpoint(path, {"kind": MODEL_KINDS[task], "seed": seed, "params": params})
+def save_model(
+    path: str | os.PathLike, task: str, params: dict, seed: int, data_file: str | os.PathLike | None = None
+) -> Path:
+    """The model with its data: the seed, and the user's data file (path and sha256) if any."""
+    data = None if data_file is None else file_record(data_file)
+    return save_checkpoint(
+        path, {"kind": MODEL_KINDS[task], "seed": seed, "data_file": data, "params": params}
+    )
 
 
-def load_model(path: str | os.PathLike, task: str) -> tuple[dict, int]:
-    """(params, data seed); a file that is not a model of `task` with the right shapes raises."""
+def load_model(
+    path: str | os.PathLike,
+    task: str,
+    forget_class: int | None = None,
+    data_file: str | os.PathLike | None = None,
+) -> tuple[dict, int, Split | TextTask, str | None]:
+    """(params, data seed, the task's data, data file). The data file is the one the model was trained on,
+    or `data_file` if that file has moved; a file that is not a model of `task`, a data file other than the
+    model's, or layer shapes that do not match the data raise."""
     saved = load_checkpoint(path)
     if not isinstance(saved, dict) or saved.get("kind") != MODEL_KINDS[task]:
         raise ValueError(f"{path}: not a model for the {task} task (expected kind {MODEL_KINDS[task]!r})")
-    seed = int(saved["seed"])
-    expected = jax.tree.map(np.shape, initial_params(task, jax.random.key(0), task_data(task, seed)))
+    seed, recorded = int(saved["seed"]), saved.get("data_file")
+    if recorded is None and data_file is not None:
+        raise ValueError(f"{path}: the model was trained on the generated data, not on {data_file}")
+    if recorded is not None:
+        data_file = recorded["path"] if data_file is None else data_file
+        if not Path(data_file).is_file():
+            raise FileNotFoundError(
+                f"{path}: the model's data file {data_file} is not there; pass its new path (--data)"
+            )
+        if file_record(data_file)["sha256"] != recorded["sha256"]:
+            raise ValueError(f"{data_file} is not the data file {path} was trained on (its sha256 differs)")
+    data = task_data(task, seed, forget_class, data_file)
+    expected = jax.tree.map(np.shape, initial_params(task, jax.random.key(0), data))
     if jax.tree.map(np.shape, saved["params"]) != expected:
         raise ValueError(f"{path}: the model's layer shapes do not match the {task} task's model")
-    return jax.tree.map(jnp.asarray, saved["params"]), seed
+    return (
+        jax.tree.map(jnp.asarray, saved["params"]),
+        seed,
+        data,
+        None if data_file is None else str(data_file),
+    )
 
 
 def problem(
@@ -72,8 +110,9 @@ def problem(
 ) -> tuple[WorldParams, Callable[[jax.Array], tuple[dict, dict]]]:
     """(world params, edited layer -> (edited model, its metrics)) for one editing problem."""
     if task == "bias":
-        y, g = (np.asarray(data.y["fair_val"], np.float32), np.asarray(data.g["fair_val"], np.float32))
-        params = make_bias_params(model, data.x["fair_val"], y, g)
+        split = data.edit_split
+        y, g = (np.asarray(data.y[split], np.float32), np.asarray(data.g[split], np.float32))
+        params = make_bias_params(model, data.x[split], y, g)
         return params, lambda w: ({**model, "embed": w}, data.metrics(model, w))
     params = make_params(model, data, config, seed)
 
