@@ -80,9 +80,24 @@ def test_cem_and_ppo_unlearn_the_forget_class(pretrained, world_name):
     assert float((jnp.argmax(logits(edited, split.x_test[keep]), -1) == split.y_test[keep]).mean()) > 0.9
 
 
-def test_bad_world_raises():
+def test_bad_world_task_and_non_finite_edits_raise(pretrained):
+    from rewire.bench.edit import run_edit_benchmark
+    from rewire.edit.run import check_finite
+
     with pytest.raises(ValueError, match="unknown world"):
         EditWorld(WorldConfig(world="scale"))
+    with pytest.raises(ValueError, match="unknown task"):
+        EditWorld(WorldConfig(task="toxicity"))
+    with pytest.raises(ValueError, match="unknown task"):
+        run_edit_benchmark("toxicity")
+    params, split = pretrained
+    config = WorldConfig(world="shift", beta=float("inf"))
+    env = ShiftWorld(make_params(params, split, config), config)
+    env.reset()
+    with pytest.raises(ValueError, match="non-finite"):
+        env.step(np.full(env.action_space.shape, 0.5, np.float32))
+    with pytest.raises(ValueError, match="shiftworld: the edit made the weights non-finite"):
+        check_finite(jnp.array([1.0, jnp.nan]), "shiftworld")
 
 
 def test_cli_train_apply_and_bad_files(tmp_path):
