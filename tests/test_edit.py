@@ -80,6 +80,45 @@ def test_cem_and_ppo_unlearn_the_forget_class(pretrained, world_name):
     assert float((jnp.argmax(logits(edited, split.x_test[keep]), -1) == split.y_test[keep]).mean()) > 0.9
 
 
+@pytest.mark.parametrize("forget", ["class", "random"])
+def test_stacked_problems_pad_without_changing_the_terms(pretrained, forget):
+    from rewire.edit.classifier import digits_split
+    from rewire.edit.world import stack_problems
+
+    params, _ = pretrained
+    config = WorldConfig(world="mask", forget=forget)
+    if forget == "class":
+        splits = [digits_split(0, c) for c in (1, 8)]
+    else:
+        splits = [digits_split(0, None, fraction) for fraction in (0.1, 0.05)]
+    problems = [make_params(params, split, config) for split in splits]
+    sizes = [int(split.forget.sum()) for split in splits]
+    stacked = stack_problems(problems)
+    assert stacked.data[2].shape[:2] == (2, max(sizes)) and sizes[0] != sizes[1]
+    world = EditWorld(config)
+    actions = jax.random.uniform(jax.random.key(5), (config.horizon, world.action_dim), minval=-1, maxval=1)
+    for i, single in enumerate(problems):
+        padded = jax.tree.map(lambda x, i=i: x[i], stacked)
+        weights = world.rollout(single, actions)[1]
+        assert [float(t) for t in world.terms(padded, weights)] == [
+            float(t) for t in world.terms(single, weights)
+        ]
+
+
+def test_ppo_per_env_problems_match_one_shared_problem(pretrained):
+    from rewire.edit.world import stack_problems
+
+    params, split = pretrained
+    config = WorldConfig(world="shift")
+    world_params = make_params(params, split, config)
+    ppo = PPO(EditWorld(config), PPOConfig(total_steps=1000))
+    shared, _ = jax.jit(ppo.train)(jax.random.key(0), world_params)
+    stacked = stack_problems([world_params] * ppo.config.envs)
+    per_env, _ = jax.jit(lambda k, p: ppo.train(k, p, per_env=True))(jax.random.key(0), stacked)
+    for a, b in zip(jax.tree.leaves(shared), jax.tree.leaves(per_env), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_bad_world_task_and_non_finite_edits_raise(pretrained):
     from rewire.bench.edit import run_edit_benchmark
     from rewire.edit.run import check_finite
@@ -139,6 +178,42 @@ def test_cli_train_apply_and_bad_files(tmp_path):
     res = runner.invoke(app, ["edit", "train", "--forget-class", "12", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "forget class 12" in said(res)
     assert len(list(tmp_path.iterdir())) == 2  # no half-written run directory (the run and b/)
+
+
+def test_cli_trains_one_policy_across_classes(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rewire.checkpoint import load_checkpoint
+    from rewire.cli import app
+
+    runner = CliRunner()
+
+    def said(res) -> str:  # rich wraps long lines
+        return " ".join(res.output.split())
+
+    train = ["edit", "train", "--world", "shift", "--steps", "1000", "--out", str(tmp_path)]
+    res = runner.invoke(app, [*train, "--classes", "7,8", "--observe", "metrics"])
+    assert res.exit_code == 0, res.output
+    (run_dir,) = tmp_path.iterdir()
+    policy = load_checkpoint(run_dir / "policy.ckpt")
+    assert policy["trained_on_classes"] == [7, 8] and policy["world"]["observe_weights"] is False
+    assert json.loads((run_dir / "config.json").read_text())["config"]["observe"] == "metrics"
+    res = runner.invoke(
+        app,
+        ["edit", "apply", str(run_dir / "policy.ckpt"), str(run_dir / "model.ckpt"), "--forget-class", "3"],
+    )
+    assert res.exit_code == 0 and "applied to class 3" in said(res), res.output
+    for extra, message in [
+        (["--classes", "7,7"], "give distinct classes in 0..9"),
+        (["--classes", "7,12"], "give distinct classes in 0..9"),
+        (["--classes", "1,2", "--task", "bias"], "for the unlearn task"),
+        (["--observe", "pixels"], "choose weights or metrics"),
+    ]:
+        res = runner.invoke(app, [*train, *extra])
+        assert res.exit_code == 2 and message in said(res), res.output
+    assert len(list(tmp_path.iterdir())) == 1  # refused runs leave no run directory
 
 
 def test_text_generator_is_deterministic_and_biased_by_construction():

@@ -1,8 +1,11 @@
 """`rewire bench edit`: MaskWorld and ShiftWorld editors (PPO) against the baselines, with CEM over the
-same actions as the derivative-free control. Unlearning (digits): retrain, fine-tune, gradient ascent, random
-labels, a loss MIA, and the learned policy applied to every other class. Bias (generated occupation texts, or
-the user's file): reweighting and fine-tuning on a balanced subset; accuracy and gaps on the report split
-(`fair_test`, or `test` for a file without fair splits)."""
+same actions as the derivative-free control.
+
+Unlearning (digits): retrain, fine-tune, gradient ascent, random labels, a loss MIA, the learned policy
+applied to every other class, and policies trained across five classes (observing the weights, or only the
+reward terms) applied to the five held out. Bias (generated occupation texts, or the user's file):
+reweighting and fine-tuning on a balanced subset; accuracy and gaps on the report split (`fair_test`, or
+`test` for a file without fair splits)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from rewire.edit.baselines import BASELINES, timed
 from rewire.edit.classifier import CLASSES, digits_split, unlearning_metrics
 from rewire.edit.run import pretrain, problem, task_data
 from rewire.edit.text import balanced_finetune, reweighting
-from rewire.edit.world import EditWorld, WorldConfig
+from rewire.edit.world import EditWorld, WorldConfig, stack_problems
 from rewire.progress import progress_bar
 from rewire.runs import file_record, versions
 
@@ -89,12 +92,49 @@ def run_edit_benchmark(
     }
 
 
+MULTICLASS_TRAIN = 5  # forget classes one policy trains on; the other 5 are held out
+
+
+def _class_metrics(ppo: PPO, agent, params, measure) -> dict:
+    """The deterministic policy's edit of one forget-class problem: forget, retain and test accuracy."""
+    m = measure(ppo.edit(agent, params)[1])[1]
+    return {k: m[k] for k in ("forget_acc", "retain_acc", "test_acc")}
+
+
+def _solved(per_class) -> str:
+    """'k/n': classes with forget accuracy at most 0.02 and retain accuracy at least 0.9."""
+    rows = list(per_class)
+    ok = [m for m in rows if m["forget_acc"] <= 0.02 and m["retain_acc"] >= 0.9]
+    return f"{len(ok)}/{len(rows)}"
+
+
+def _multiclass(ppo: PPO, problems: list, forget_class: int, key) -> dict:
+    """One PPO policy trained across `MULTICLASS_TRAIN` forget classes of the same model (`forget_class` and
+    the next ones; environment i edits class i mod 5), then applied to every class: does a policy trained on
+    several instances transfer where a one-class policy does not?"""
+    trained = [(forget_class + i) % CLASSES for i in range(MULTICLASS_TRAIN)]
+    stacked = stack_problems([problems[c][0] for c in trained], ppo.config.envs)
+    run, compile_s = _compiled(partial(ppo.train, per_env=True), key, stacked)
+    (agent, history), wall = timed(run, key, stacked)
+    return {
+        "trained_on": trained,
+        "per_class": {
+            str(c): _class_metrics(ppo, agent, *problems[c]) | {"trained_on": c in trained}
+            for c in range(CLASSES)
+        },
+        "wall_s": wall,
+        "compile_s": compile_s,
+        "return_per_update": np.asarray(history["mean_episode_return"]).tolist(),
+    }
+
+
 def _unlearn(split, keys, forget_class: int | None, seed: int, steps: int, quiet: bool) -> dict:
     original, pretrain_s = timed(pretrain, "unlearn", split, seed)
     base = unlearning_metrics(original, split)
     methods: dict[str, dict] = {}
     extra: dict[str, dict] = {}
     transfer: dict[str, dict] = {}
+    multiclass: dict[str, dict] = {}
     with progress_bar("methods", 2 * 2 + len(BASELINES), quiet) as bar:
         for world_name, label in WORLD_NAMES.items():
             config = WorldConfig.for_problem(world_name, "unlearn", forget_class)
@@ -108,15 +148,25 @@ def _unlearn(split, keys, forget_class: int | None, seed: int, steps: int, quiet
             if forget_class is None:
                 bar.advance(1)
                 continue  # transfer is between forget classes
-            transfer[label] = {}
-            for target in range(CLASSES):
-                if target == forget_class:
-                    continue
-                target_params, target_measure = problem(
-                    "unlearn", original, digits_split(seed, target), config, seed
+            problems = [
+                problem("unlearn", original, digits_split(seed, c), config, seed) for c in range(CLASSES)
+            ]
+            shape = problems[0][0].w0.shape
+            transfer[label] = {
+                str(c): _class_metrics(ppo, agent, *problems[c]) for c in range(CLASSES) if c != forget_class
+            }
+            multiclass[label] = {
+                f"observe_{seen}": _multiclass(
+                    PPO(
+                        EditWorld(dataclasses.replace(config, observe_weights=seen == "weights"), shape),
+                        ppo.config,
+                    ),
+                    problems,
+                    forget_class,
+                    keys[5],
                 )
-                m = target_measure(ppo.edit(agent, target_params)[1])[1]
-                transfer[label][str(target)] = {k: m[k] for k in ("forget_acc", "retain_acc", "test_acc")}
+                for seen in ("weights", "metrics")
+            }
             bar.advance(1, note=f"{label} transfer")
         for name, fn in BASELINES.items():
             (params, chosen), wall = timed(fn, original, split, keys[4])
@@ -139,14 +189,18 @@ def _unlearn(split, keys, forget_class: int | None, seed: int, steps: int, quiet
         for label in WORLD_NAMES.values()
     }
     for label, per_class in transfer.items():
-        ok = [c for c, m in per_class.items() if m["forget_acc"] <= 0.02 and m["retain_acc"] >= 0.9]
-        criteria[label]["transfer_classes_solved"] = f"{len(ok)}/{len(per_class)}"
+        criteria[label]["transfer_classes_solved"] = _solved(per_class.values())
+        criteria[label]["multiclass_held_out_solved"] = {
+            seen: _solved(m for m in run["per_class"].values() if not m["trained_on"])
+            for seen, run in multiclass[label].items()
+        }
     return {
         "original": {k: base[k] for k in ("retain_acc", "forget_acc", "test_acc", "mia_auc")}
         | {"wall_s": pretrain_s},
         "methods": methods,
         "cem": extra,
         "transfer": transfer,
+        "multiclass_transfer": multiclass,
         "criteria": criteria,
     }
 

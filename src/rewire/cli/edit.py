@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import console, friendly_errors
+from rewire.cli.common import console, friendly_errors, parse_ints
 from rewire.runs import file_record, new_run_dir, record_run, write_json
 
 app = typer.Typer(no_args_is_help=True)
@@ -30,13 +30,29 @@ def train_cmd(
     forget_class: int = typer.Option(7, help="The class to forget (0..9; unlearn only)."),
     model: Path = typer.Option(None, help="A model file from an earlier run (default: pretrain one)."),
     data: Path = typer.Option(None, help=DATA_HELP),
+    classes: str = typer.Option(
+        "",
+        help="Unlearn: train one policy across these forget classes, e.g. 7,8,9,0,1 (one per environment).",
+    ),
+    observe: str = typer.Option(
+        "weights",
+        help="What the agent sees besides the reward terms: weights (the edited layer) or metrics (nothing).",
+    ),
     steps: int = typer.Option(50_000, min=500, help="Environment steps."),
     seed: int = typer.Option(0, help="Data split, pretraining and the agent."),
     out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
 ) -> None:
     from rewire.checkpoint import save_checkpoint
     from rewire.edit.classifier import CLASSES
-    from rewire.edit.run import TASKS, load_model, pretrain, save_model, task_data, train_editor
+    from rewire.edit.run import (
+        TASKS,
+        check_classes,
+        load_model,
+        pretrain,
+        save_model,
+        task_data,
+        train_editor,
+    )
     from rewire.edit.world import WorldConfig
 
     if task not in TASKS:
@@ -44,6 +60,10 @@ def train_cmd(
     WorldConfig(world=world).validate()
     if not 0 <= forget_class < CLASSES:
         raise ValueError(f"forget class {forget_class}: choose 0..{CLASSES - 1}")
+    if observe not in ("weights", "metrics"):
+        raise ValueError(f"observe {observe!r}: choose weights or metrics")
+    train_classes = parse_ints(classes) if classes else ()
+    check_classes(task, train_classes)
     if model is not None:
         params, data_seed, task_set, data = load_model(model, task, forget_class, data)
     else:
@@ -51,10 +71,20 @@ def train_cmd(
         params = pretrain(task, task_set, seed)
     run_dir = new_run_dir(out, f"edit-{world}")
     config = {"world": world, "task": task, "forget_class": forget_class, "steps": steps}
+    config |= {"classes": list(train_classes), "observe": observe}
     record_run(run_dir, config | {"data_file": None if data is None else file_record(data)}, seed)
     save_model(run_dir / "model.ckpt", task, params, data_seed, data)
     policy, edited, metrics = train_editor(
-        task, params, task_set, data_seed, world, forget_class, steps, seed
+        task,
+        params,
+        task_set,
+        data_seed,
+        world,
+        forget_class,
+        steps,
+        seed,
+        train_classes,
+        observe == "weights",
     )
     save_checkpoint(run_dir / "policy.ckpt", policy)
     save_model(run_dir / "edited.ckpt", task, edited, data_seed, data)

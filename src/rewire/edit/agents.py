@@ -90,21 +90,24 @@ class PPO:
     def act(self, agent: Any, obs: jax.Array) -> jax.Array:
         return jnp.clip(self.net.apply({"params": agent}, obs)[0], -1.0, 1.0)
 
-    def train(self, key: jax.Array, params: WorldParams) -> tuple[Any, dict]:
+    def train(self, key: jax.Array, params: WorldParams, per_env: bool = False) -> tuple[Any, dict]:
+        """One problem for every environment, or (`per_env`) params stacked with one problem per
+        environment (`world.stack_problems`), to learn one policy across problems."""
         c, world = self.config, self.world
         k_init, k_run = jax.random.split(key)
         agent = self.init(k_init)
         opt_state = self.opt.init(agent)
-        state0, obs0 = world.reset(params)
-        start_states = jax.tree.map(lambda x: jnp.broadcast_to(x, (c.envs, *x.shape)), state0)
-        start_obs = jnp.broadcast_to(obs0, (c.envs, *obs0.shape))
+        p_axis = 0 if per_env else None
+        start_states, start_obs = jax.vmap(world.reset, (p_axis,), axis_size=c.envs)(params)
 
         def env_step(carry, k):
             agent, states, obs = carry
             mean, log_std, value = self.net.apply({"params": agent}, obs)
             action = mean + jnp.exp(log_std) * jax.random.normal(k, mean.shape)
             logp = gaussian_log_prob(action, mean, log_std)
-            new_states, new_obs, reward, done, _ = jax.vmap(world.step, (None, 0, 0))(params, states, action)
+            new_states, new_obs, reward, done, _ = jax.vmap(world.step, (p_axis, 0, 0))(
+                params, states, action
+            )
             # auto-reset: every episode starts from the same state
             new_states = jax.tree.map(
                 lambda a, b: jnp.where(_expand(done, a), b, a), new_states, start_states

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -15,6 +16,7 @@ import numpy as np
 from rewire.checkpoint import load_checkpoint, save_checkpoint
 from rewire.edit.agents import PPO, PPOConfig
 from rewire.edit.classifier import (
+    CLASSES,
     Recipe,
     Split,
     digits_split,
@@ -24,7 +26,15 @@ from rewire.edit.classifier import (
     with_head,
 )
 from rewire.edit.text import TextTask, init_text_params, read_text_file, train_text
-from rewire.edit.world import EditWorld, WorldConfig, WorldParams, make_bias_params, make_params, model_head
+from rewire.edit.world import (
+    EditWorld,
+    WorldConfig,
+    WorldParams,
+    make_bias_params,
+    make_params,
+    model_head,
+    stack_problems,
+)
 from rewire.runs import file_record
 
 MODEL_KINDS = {"unlearn": "rewire.edit/digits-mlp", "bias": "rewire.edit/text-bow"}
@@ -128,6 +138,14 @@ def check_finite(weights: jax.Array, what: str) -> None:
         raise ValueError(f"{what}: the edit made the weights non-finite")
 
 
+def check_classes(task: str, classes: tuple[int, ...]) -> None:
+    """The forget classes one policy may train across: distinct digits, unlearning only."""
+    if classes and task != "unlearn":
+        raise ValueError("training across classes is for the unlearn task")
+    if len(set(classes)) != len(classes) or not all(0 <= c < CLASSES for c in classes):
+        raise ValueError(f"classes {list(classes)}: give distinct classes in 0..{CLASSES - 1}")
+
+
 def train_editor(
     task: str,
     model: dict,
@@ -137,13 +155,24 @@ def train_editor(
     forget_class: int | None,
     steps: int,
     key_seed: int,
+    classes: tuple[int, ...] = (),
+    observe_weights: bool = True,
 ) -> tuple[dict, dict, dict]:
-    """Train PPO on one editing problem; returns (policy record, edited params, metrics)."""
-    config = WorldConfig.for_problem(world, task, forget_class)
+    """Train PPO on one editing problem, or (`classes`, unlearning) one policy across the problems of several
+    forget classes of the same model; returns (policy record, edited params, metrics), the edit and metrics
+    being those of `forget_class`."""
+    check_classes(task, classes)
+    config = dataclasses.replace(
+        WorldConfig.for_problem(world, task, forget_class), observe_weights=observe_weights
+    )
     params, measure = problem(task, model, data, config, seed)
     ppo = PPO(EditWorld(config, params.w0.shape), PPOConfig(total_steps=steps))
+    train_on = params
+    if classes:
+        problems = [problem(task, model, task_data(task, seed, c), config, seed)[0] for c in classes]
+        train_on = stack_problems(problems, ppo.config.envs)
     start = time.perf_counter()
-    agent, history = jax.jit(ppo.train)(jax.random.key(key_seed), params)
+    agent, history = jax.jit(partial(ppo.train, per_env=bool(classes)))(jax.random.key(key_seed), train_on)
     weights = ppo.edit(agent, params)[1]
     check_finite(weights, f"{world}world")
     wall = time.perf_counter() - start
@@ -154,6 +183,7 @@ def train_editor(
         "world": dataclasses.asdict(config),
         "ppo": dataclasses.asdict(ppo.config),
         "trained_on_class": forget_class if task == "unlearn" else None,
+        "trained_on_classes": list(classes),
         "agent": agent,
     }
     metrics = metrics | {

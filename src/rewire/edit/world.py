@@ -46,6 +46,7 @@ class WorldConfig:
     lam_utility: float = 1.0
     lam_task: float = 1.0
     reward_subset: int = 400
+    observe_weights: bool = True  # False: the agent sees only the two terms and t/T
 
     @classmethod
     def for_problem(cls, world: str, task: str, forget_class: int | None) -> WorldConfig:
@@ -66,7 +67,8 @@ class WorldConfig:
 
 class WorldParams(NamedTuple):
     """Frozen data of one editing problem. Unlearning: data = (retain inputs to the head with a trailing 1,
-    retain labels, forget inputs, forget labels, validation inputs, validation labels), canonical frame.
+    retain labels, forget inputs, forget labels, forget weights (1, or 0 for padding), validation inputs,
+    validation labels), canonical frame.
     Bias: data = (bag-of-words inputs,
     labels, groups, output weights, output bias) of the fair validation split."""
 
@@ -80,6 +82,12 @@ class WorldState(NamedTuple):
     weights: jax.Array
     t: jax.Array
     objective: jax.Array
+
+
+def weighted_mean(values: jax.Array, w: jax.Array) -> jax.Array:
+    """Mean over the rows of `values`, row i weighted by w[i] (0 for padding)."""
+    rows = values * w.reshape(w.shape + (1,) * (values.ndim - 1))
+    return rows.sum() / (w.sum() * (values.size // len(w)))
 
 
 def canonical_perm(forget_class: int | None) -> np.ndarray:
@@ -105,10 +113,28 @@ def make_params(model_params: dict, split: Split, config: WorldConfig, seed: int
         jnp.asarray(inverse[split.y_train[retain_idx]]),
         inputs(split.x_train[split.forget]),
         jnp.asarray(inverse[split.y_train[split.forget]]),
+        jnp.ones(int(split.forget.sum())),
         inputs(split.x_val),
         jnp.asarray(inverse[split.y_val]),
     )
     return WorldParams(w0, jnp.std(w0), data, jnp.asarray(perm))
+
+
+def stack_problems(problems: list[WorldParams], count: int | None = None) -> WorldParams:
+    """Unlearning problems (e.g. one per forget class of one model) stacked on a leading axis, for training
+    one policy across them (`count`: cycle them to that many, one per environment); forget sets are
+    zero-padded to the longest, with weight 0."""
+    if count is not None:
+        problems = [problems[i % len(problems)] for i in range(count)]
+    longest = max(p.data[2].shape[0] for p in problems)
+
+    def pad(p: WorldParams) -> WorldParams:
+        extra = longest - p.data[2].shape[0]
+        rx, ry, fx, fy, fw, vx, vy = p.data
+        fx, fy, fw = (jnp.pad(a, [(0, extra)] + [(0, 0)] * (a.ndim - 1)) for a in (fx, fy, fw))
+        return p._replace(data=(rx, ry, fx, fy, fw, vx, vy))
+
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *map(pad, problems))
 
 
 def make_bias_params(text_params: dict, x: np.ndarray, y: np.ndarray, g: np.ndarray) -> WorldParams:
@@ -132,7 +158,7 @@ class EditWorld:
         inputs, outputs = shape
         self.config, self.n, self.m = config, inputs, outputs
         self.action_dim = config.rank * (inputs + outputs)
-        self.obs_dim = inputs * outputs + 3
+        self.obs_dim = inputs * outputs * config.observe_weights + 3
 
     def decode(self, action: jax.Array) -> jax.Array:
         """A = U V^T / r in the (n, m) layout of the head; every entry in [-1, 1]."""
@@ -156,23 +182,29 @@ class EditWorld:
             x, y, g, out, bias = params.data
             m = group_metrics(jax.nn.relu(x @ weights) @ out + bias > 0, y, g)
             return m["accuracy"], m["tpr_gap"]
-        retain_x, retain_y, forget_x, forget_y, val_x, val_y = params.data
+        retain_x, retain_y, forget_x, forget_y, forget_w, val_x, val_y = params.data
 
-        def acc(x, y):
-            return (jnp.argmax(x @ weights, -1) == y).mean()
+        def acc(x, y, w=None):
+            right = jnp.argmax(x @ weights, -1) == y
+            return right.mean() if w is None else weighted_mean(right, w)
 
+        forget_acc = acc(forget_x, forget_y, forget_w)
         if self.config.forget == "class":
-            return acc(retain_x, retain_y), acc(forget_x, forget_y)
+            return acc(retain_x, retain_y), forget_acc
         # A random subset should end up looking unseen, not wrong: its accuracy no higher than on
         # validation data, and its losses not separable from validation losses (pairwise AUC 0.5).
         loss_f = optax.softmax_cross_entropy_with_integer_labels(forget_x @ weights, forget_y)
         loss_v = optax.softmax_cross_entropy_with_integer_labels(val_x @ weights, val_y)
-        auc = (loss_f[:, None] < loss_v[None, :]).mean() + 0.5 * (loss_f[:, None] == loss_v[None, :]).mean()
-        gap = jnp.maximum(0.0, acc(forget_x, forget_y) - acc(val_x, val_y))
+        auc = weighted_mean(loss_f[:, None] < loss_v[None, :], forget_w) + 0.5 * weighted_mean(
+            loss_f[:, None] == loss_v[None, :], forget_w
+        )
+        gap = jnp.maximum(0.0, forget_acc - acc(val_x, val_y))
         return acc(retain_x, retain_y), gap + jnp.abs(auc - 0.5)
 
     def _observe(self, params, weights, utility, task, t):
         tail = jnp.stack([utility, task, t / self.config.horizon])
+        if not self.config.observe_weights:
+            return tail.astype(jnp.float32)
         return jnp.concatenate([(weights / params.scale).ravel(), tail]).astype(jnp.float32)
 
     def _objective(self, utility, task):
