@@ -13,3 +13,9 @@ def umaze_dataset():
     from rewire.envs import make_spec, maze_id
 
     return scripted_dataset(make_spec(maze_id("umaze")), 60, seed=0)
+
+
+@pytest.fixture
+def said():
+    """A CLI result's output on one line (rich wraps long lines)."""
+    return lambda res: " ".join(res.output.split())

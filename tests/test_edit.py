@@ -139,15 +139,12 @@ def test_bad_world_task_and_non_finite_edits_raise(pretrained):
         check_finite(jnp.array([1.0, jnp.nan]), "shiftworld")
 
 
-def test_cli_train_apply_and_bad_files(tmp_path):
+def test_cli_train_apply_and_bad_files(tmp_path, said):
     from typer.testing import CliRunner
 
     from rewire.cli import app
 
     runner = CliRunner()
-
-    def said(res) -> str:  # rich wraps long lines
-        return " ".join(res.output.split())
 
     res = runner.invoke(app, ["edit", "train", "--world", "shift", "--steps", "1000", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
@@ -180,7 +177,7 @@ def test_cli_train_apply_and_bad_files(tmp_path):
     assert len(list(tmp_path.iterdir())) == 2  # no half-written run directory (the run and b/)
 
 
-def test_cli_trains_one_policy_across_classes(tmp_path):
+def test_cli_trains_one_policy_across_classes(tmp_path, said):
     import json
 
     from typer.testing import CliRunner
@@ -189,9 +186,6 @@ def test_cli_trains_one_policy_across_classes(tmp_path):
     from rewire.cli import app
 
     runner = CliRunner()
-
-    def said(res) -> str:  # rich wraps long lines
-        return " ".join(res.output.split())
 
     train = ["edit", "train", "--world", "shift", "--steps", "1000", "--out", str(tmp_path)]
     res = runner.invoke(app, [*train, "--classes", "7,8", "--observe", "metrics"])
@@ -302,7 +296,7 @@ def test_text_file_errors_name_the_line(tmp_path, name, content, message):
     assert message in str(err.value) and str(path) in str(err.value)
 
 
-def test_cli_bias_task_on_a_user_file(tmp_path):
+def test_cli_bias_task_on_a_user_file(tmp_path, said):
     import json
 
     from typer.testing import CliRunner
@@ -312,9 +306,6 @@ def test_cli_bias_task_on_a_user_file(tmp_path):
     from rewire.runs import file_record
 
     runner = CliRunner()
-
-    def said(res) -> str:  # rich wraps long lines
-        return " ".join(res.output.split())
 
     res = runner.invoke(app, ["edit", "data", str(tmp_path / "occ.jsonl"), "--seed", "1"])
     assert res.exit_code == 0 and "fair_test 5000" in said(res), res.output

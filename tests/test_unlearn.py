@@ -292,11 +292,8 @@ def test_holm_adjustment_by_hand():
     assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
 
 
-def test_cli_simulate_delete_verify(tmp_path):
+def test_cli_simulate_delete_verify(tmp_path, said):
     runner = CliRunner()
-
-    def said(res) -> str:  # rich wraps long lines
-        return " ".join(res.output.split())
 
     res = runner.invoke(
         app,
