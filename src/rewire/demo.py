@@ -197,34 +197,17 @@ def edit_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]:
         "test acc / parity gap",
         "wall s",
     ]
-    rows = [
-        [
-            "unlearn class 7",
-            "original",
-            unlearn["original"]["forget_acc"],
-            unlearn["original"]["retain_acc"],
-            unlearn["original"]["test_acc"],
-            "",
+
+    def table(task: str, result: dict, keys: tuple[str, ...]) -> list[list]:
+        """The original, then every method and CEM: task, name, the three metrics, wall seconds."""
+        named = {"original": result["original"], **result["methods"], **result["cem"]}
+        return [
+            [task, name, *(m[k] for k in keys), "" if name == "original" else m["wall_s"]]
+            for name, m in named.items()
         ]
-    ]
-    rows += [
-        ["unlearn class 7", name, m["forget_acc"], m["retain_acc"], m["test_acc"], m["wall_s"]]
-        for name, m in {**unlearn["methods"], **unlearn["cem"]}.items()
-    ]
-    rows += [
-        [
-            "bias",
-            "original",
-            bias["original"]["tpr_gap"],
-            bias["original"]["accuracy"],
-            bias["original"]["parity_gap"],
-            "",
-        ]
-    ]
-    rows += [
-        ["bias", name, m["tpr_gap"], m["accuracy"], m["parity_gap"], m["wall_s"]]
-        for name, m in {**bias["methods"], **bias["cem"]}.items()
-    ]
+
+    rows = table("unlearn class 7", unlearn, ("forget_acc", "retain_acc", "test_acc"))
+    rows += table("bias", bias, ("tpr_gap", "accuracy", "parity_gap"))
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
     for color, (label, result) in zip(COLORS, [("unlearn", unlearn), ("bias", bias)], strict=False):
         for style, world in (("-", "maskworld"), ("--", "shiftworld")):

@@ -135,6 +135,8 @@ def _unlearn(split, keys, forget_class: int | None, seed: int, steps: int, quiet
     extra: dict[str, dict] = {}
     transfer: dict[str, dict] = {}
     multiclass: dict[str, dict] = {}
+    # one split per forget class, for the transfer runs of both worlds
+    class_splits = [digits_split(seed, c) for c in range(CLASSES)] if forget_class is not None else []
     with progress_bar("methods", 2 * 2 + len(BASELINES), quiet) as bar:
         for world_name, label in WORLD_NAMES.items():
             config = WorldConfig.for_problem(world_name, "unlearn", forget_class)
@@ -148,9 +150,7 @@ def _unlearn(split, keys, forget_class: int | None, seed: int, steps: int, quiet
             if forget_class is None:
                 bar.advance(1)
                 continue  # transfer is between forget classes
-            problems = [
-                problem("unlearn", original, digits_split(seed, c), config, seed) for c in range(CLASSES)
-            ]
+            problems = [problem("unlearn", original, split_c, config, seed) for split_c in class_splits]
             shape = problems[0][0].w0.shape
             transfer[label] = {
                 str(c): _class_metrics(ppo, agent, *problems[c]) for c in range(CLASSES) if c != forget_class

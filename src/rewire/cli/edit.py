@@ -65,15 +65,16 @@ def train_cmd(
     train_classes = parse_ints(classes) if classes else ()
     check_classes(task, train_classes)
     if model is not None:
-        params, data_seed, task_set, data = load_model(model, task, forget_class, data)
+        params, data_seed, task_set, source = load_model(model, task, forget_class, data)
     else:
         data_seed, task_set = seed, task_data(task, seed, forget_class, data)
         params = pretrain(task, task_set, seed)
+        source = None if data is None else file_record(data)
     run_dir = new_run_dir(out, f"edit-{world}")
     config = {"world": world, "task": task, "forget_class": forget_class, "steps": steps}
     config |= {"classes": list(train_classes), "observe": observe}
-    record_run(run_dir, config | {"data_file": None if data is None else file_record(data)}, seed)
-    save_model(run_dir / "model.ckpt", task, params, data_seed, data)
+    record_run(run_dir, config | {"data_file": source}, seed)
+    save_model(run_dir / "model.ckpt", task, params, data_seed, source)
     policy, edited, metrics = train_editor(
         task,
         params,
@@ -87,7 +88,7 @@ def train_cmd(
         observe == "weights",
     )
     save_checkpoint(run_dir / "policy.ckpt", policy)
-    save_model(run_dir / "edited.ckpt", task, edited, data_seed, data)
+    save_model(run_dir / "edited.ckpt", task, edited, data_seed, source)
     write_json(
         run_dir / "results.json",
         {"task": task, "world": world, "metrics": metrics}
@@ -109,10 +110,10 @@ def apply_cmd(
 
     record = load_policy(policy)
     target = record["trained_on_class"] if forget_class is None else forget_class
-    params, data_seed, task_set, data = load_model(model, record["task"], target, data)
+    params, data_seed, task_set, source = load_model(model, record["task"], target, data)
     edited, metrics = apply_editor(record, params, task_set, data_seed)
     if out is not None:
-        save_model(out, record["task"], edited, data_seed, data)
+        save_model(out, record["task"], edited, data_seed, source)
     where = (
         f"trained on class {record['trained_on_class']}, applied to class {target}"
         if target is not None

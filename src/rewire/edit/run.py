@@ -71,12 +71,12 @@ def pretrain(task: str, data: Split | TextTask, seed: int) -> dict:
 
 
 def save_model(
-    path: str | os.PathLike, task: str, params: dict, seed: int, data_file: str | os.PathLike | None = None
+    path: str | os.PathLike, task: str, params: dict, seed: int, source: dict | None = None
 ) -> Path:
-    """The model with its data: the seed, and the user's data file (path and sha256) if any."""
-    data = None if data_file is None else file_record(data_file)
+    """The model with its data: the seed, and the user's data file (`runs.file_record`: path and sha256) if
+    any."""
     return save_checkpoint(
-        path, {"kind": MODEL_KINDS[task], "seed": seed, "data_file": data, "params": params}
+        path, {"kind": MODEL_KINDS[task], "seed": seed, "data_file": source, "params": params}
     )
 
 
@@ -85,34 +85,31 @@ def load_model(
     task: str,
     forget_class: int | None = None,
     data_file: str | os.PathLike | None = None,
-) -> tuple[dict, int, Split | TextTask, str | None]:
-    """(params, data seed, the task's data, data file). The data file is the one the model was trained on,
-    or `data_file` if that file has moved; a file that is not a model of `task`, a data file other than the
-    model's, or layer shapes that do not match the data raise."""
+) -> tuple[dict, int, Split | TextTask, dict | None]:
+    """(params, data seed, the task's data, the data file's `file_record`). The data file is the one the
+    model was trained on, or `data_file` if that file has moved; a file that is not a model of `task`, a
+    data file other than the model's, or layer shapes that do not match the data raise."""
     saved = load_checkpoint(path)
     if not isinstance(saved, dict) or saved.get("kind") != MODEL_KINDS[task]:
         raise ValueError(f"{path}: not a model for the {task} task (expected kind {MODEL_KINDS[task]!r})")
     seed, recorded = int(saved["seed"]), saved.get("data_file")
     if recorded is None and data_file is not None:
         raise ValueError(f"{path}: the model was trained on the generated data, not on {data_file}")
+    source = None
     if recorded is not None:
         data_file = recorded["path"] if data_file is None else data_file
         if not Path(data_file).is_file():
             raise FileNotFoundError(
                 f"{path}: the model's data file {data_file} is not there; pass its new path (--data)"
             )
-        if file_record(data_file)["sha256"] != recorded["sha256"]:
+        source = file_record(data_file)
+        if source["sha256"] != recorded["sha256"]:
             raise ValueError(f"{data_file} is not the data file {path} was trained on (its sha256 differs)")
-    data = task_data(task, seed, forget_class, data_file)
+    data = task_data(task, seed, forget_class, None if source is None else source["path"])
     expected = jax.tree.map(np.shape, initial_params(task, jax.random.key(0), data))
     if jax.tree.map(np.shape, saved["params"]) != expected:
         raise ValueError(f"{path}: the model's layer shapes do not match the {task} task's model")
-    return (
-        jax.tree.map(jnp.asarray, saved["params"]),
-        seed,
-        data,
-        None if data_file is None else str(data_file),
-    )
+    return jax.tree.map(jnp.asarray, saved["params"]), seed, data, source
 
 
 def problem(
