@@ -23,9 +23,16 @@ from rewire.active.models import NNSettings
 from rewire.active.run import AMFRun, NonFiniteKernel, demos_to
 from rewire.cli import app
 from rewire.envs.multitask import clip_norm, make_multitask, pretraining_demo_tasks
+from rewire.loop import Loop
 
 NOISE = 0.1
 K1, K2 = math.exp(-0.5), math.exp(-2.0)  # RBF (l = 1, variance 1) at distances 1 and 2
+
+
+def run(amf_run: AMFRun, directory=None) -> AMFRun:
+    """Run to the end through the run loop (checkpoints in `directory`, if given)."""
+    Loop(amf_run, directory, every=0, quiet=True).run()
+    return amf_run
 
 
 @pytest.fixture(autouse=True)
@@ -127,25 +134,25 @@ def test_env_expert_solves_every_task_and_settings_split_tasks():
 
 def test_uniform_is_round_robin_and_runs_are_deterministic_and_resume_exactly(tmp_path):
     config = small_config(budget=8)
-    a = AMFRun(config, ["mismatch"], [3], ["amf", "uniform", "random"], tmp_path / "a.ckpt").run(quiet=True)
-    b = AMFRun(config, ["mismatch"], [3], ["amf", "uniform", "random"]).run(quiet=True)
+    a = run(AMFRun(config, ["mismatch"], [3], ["amf", "uniform", "random"]), tmp_path / "a")
+    b = run(AMFRun(config, ["mismatch"], [3], ["amf", "uniform", "random"]))
     ra, rb = a.results()["mismatch"], b.results()["mismatch"]
     assert ra == rb
     counts = np.bincount(ra["uniform"]["tasks_per_seed"][0], minlength=8)
     assert counts.max() - counts.min() <= 1
     # stop after two rounds, resume from the checkpoint, finish: identical to the uninterrupted run
-    c = AMFRun(config, ["mismatch"], [3], ["amf", "uniform", "random"], tmp_path / "c.ckpt")
-    c.step()
-    c.step()
-    resumed = AMFRun.resume(tmp_path / "c.ckpt").run(quiet=True)
+    c = AMFRun(config, ["mismatch"], [3], ["amf", "uniform", "random"])
+    Loop(c, tmp_path / "c", every=0, quiet=True).run(max_steps=2)
+    resumed = run(AMFRun(config, ["mismatch"], [3], ["amf", "uniform", "random"]), tmp_path / "c")
     assert resumed.results()["mismatch"] == ra
-    other = AMFRun(config, ["mismatch"], [4], ["random"]).run(quiet=True).results()["mismatch"]
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "c" / "metrics.jsonl").read_text()
+    other = run(AMFRun(config, ["mismatch"], [4], ["random"])).results()["mismatch"]
     assert other["random"]["tasks_per_seed"] != ra["random"]["tasks_per_seed"]
 
 
 def test_amf_beats_uniform_under_mismatch_small_gp():
     config = AMFConfig(budget=8, batch=4)
-    res = AMFRun(config, ["mismatch"], [0, 1], ["amf", "uniform"]).run(quiet=True).results()["mismatch"]
+    res = run(AMFRun(config, ["mismatch"], [0, 1], ["amf", "uniform"])).results()["mismatch"]
     amf, uniform = res["amf"], res["uniform"]
     assert amf["success_median"][0] == uniform["success_median"][0]  # same pretrained policy
     assert amf["success_median"][-1] >= uniform["success_median"][-1] + 0.15  # after 8 demos
@@ -193,13 +200,14 @@ def test_bad_inputs_raise():
 
 
 def test_non_finite_kernel_raises_and_leaves_the_state():
-    run = AMFRun(small_config(), ["mismatch"], [0], ["amf"])
-    run.state["pre_states"] = run.state["pre_states"].at[:, 0].set(jnp.nan)
-    before = jax.tree.map(np.asarray, run.state)
+    amf_run = AMFRun(small_config(), ["mismatch"], [0], ["amf"])
+    amf_run.init()
+    amf_run.state["pre_states"] = amf_run.state["pre_states"].at[:, 0].set(jnp.nan)
+    before = jax.tree.map(np.asarray, amf_run.state)
     with pytest.raises(NonFiniteKernel, match="not finite"):
-        run.step()
-    assert run.round == 0
-    jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, run.state))
+        amf_run.step()
+    assert amf_run.round == 0
+    jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, amf_run.state))
 
 
 def test_cli_run_and_bad_budget(tmp_path):
@@ -212,7 +220,9 @@ def test_cli_run_and_bad_budget(tmp_path):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     (run_dir,) = tmp_path.glob("amf-*")
-    assert {"config.json", "results.json", "amf.ckpt", "success.png"} <= {p.name for p in run_dir.iterdir()}
+    assert {"config.json", "results.json", "checkpoint.ckpt", "metrics.jsonl", "success.png"} <= {
+        p.name for p in run_dir.iterdir()
+    }
 
 
 def test_importance_weighted_proxies_are_normalised_and_selection_runs():

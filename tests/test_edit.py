@@ -182,8 +182,8 @@ def test_cli_trains_one_policy_across_classes(tmp_path, said):
 
     from typer.testing import CliRunner
 
-    from rewire.checkpoint import load_checkpoint
     from rewire.cli import app
+    from rewire.edit.run import load_policy
 
     runner = CliRunner()
 
@@ -191,8 +191,8 @@ def test_cli_trains_one_policy_across_classes(tmp_path, said):
     res = runner.invoke(app, [*train, "--classes", "7,8", "--observe", "metrics"])
     assert res.exit_code == 0, res.output
     (run_dir,) = tmp_path.iterdir()
-    policy = load_checkpoint(run_dir / "policy.ckpt")
-    assert policy["trained_on_classes"] == [7, 8] and policy["world"]["observe_weights"] is False
+    policy = load_policy(run_dir / "policy.ckpt")
+    assert policy["trained_on_classes"] == [7, 8] and policy["world"].observe_weights is False
     assert json.loads((run_dir / "config.json").read_text())["config"]["observe"] == "metrics"
     res = runner.invoke(
         app,

@@ -7,6 +7,7 @@ import pytest
 
 from rewire.distill.evolution import Evolution, NonFiniteFitness
 from rewire.es import ESConfig, make_es, make_population_score, snes_weights
+from rewire.loop import Loop
 
 TARGET = jnp.array([3.0, -2.0, 0.5])
 
@@ -22,9 +23,9 @@ def toy_score(candidate, init, key):
 )
 def test_es_maximises_the_score(config):
     # evosax minimises; rewire negates once. A sign slip would walk away from TARGET.
-    evo = Evolution(config, {"x": jnp.zeros(3)}, toy_score, num_inits=1, seed=0)
+    evo = Evolution(config, {"x": jnp.zeros(3)}, toy_score, num_inits=1, seed=0, generations=60)
     start = float(jnp.sum((evo.mean()["x"] - TARGET) ** 2))
-    evo.run(60, quiet=True)
+    Loop(evo, quiet=True).run()
     end = float(jnp.sum((evo.mean()["x"] - TARGET) ** 2))
     assert end < 0.1 * start
     assert evo.history["score_mean"][-1] > evo.history["score_mean"][0]
@@ -73,18 +74,20 @@ def test_fixed_init_is_the_same_every_generation_random_inits_are_not():
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     config = ESConfig("openes", popsize=8, sigma=0.5, lr=0.1)
-    full = Evolution(config, {"x": jnp.zeros(3)}, toy_score, 2, seed=3)
-    full.run(6, quiet=True)
-    part = Evolution(config, {"x": jnp.zeros(3)}, toy_score, 2, seed=3)
-    part.run(3, checkpoint=tmp_path / "es.ckpt", quiet=True)
-    fresh = Evolution(config, {"x": jnp.zeros(3)}, toy_score, 2, seed=3)
-    from rewire.checkpoint import load_checkpoint
-
-    fresh.load_state_dict(load_checkpoint(tmp_path / "es.ckpt"))
+    full = Evolution(config, {"x": jnp.zeros(3)}, toy_score, 2, seed=3, generations=6)
+    full_loop = Loop(full, tmp_path / "full", every=0, quiet=True)
+    full_loop.run()
+    part = Evolution(config, {"x": jnp.zeros(3)}, toy_score, 2, seed=3, generations=6)
+    Loop(part, tmp_path / "part", every=0, quiet=True).run(max_steps=3)
+    fresh = Evolution(config, {"x": jnp.zeros(3)}, toy_score, 2, seed=3, generations=6)
+    loop = Loop(fresh, tmp_path / "part", every=0, quiet=True)
+    loop.start()
     assert fresh.generation == 3
-    fresh.run(6, quiet=True)
+    loop.run()
     np.testing.assert_array_equal(np.asarray(fresh.state.mean), np.asarray(full.state.mean))
     assert fresh.history == full.history
+    metrics = [(tmp_path / d / "metrics.jsonl").read_text() for d in ("full", "part")]
+    assert metrics[0] == metrics[1] and len(metrics[0].splitlines()) == 6
 
 
 def test_non_finite_fitness_is_reported_with_its_generation_and_changes_nothing():

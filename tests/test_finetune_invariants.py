@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from rewire.checkpoint import load_checkpoint
 from rewire.finetune import cql
 from rewire.finetune.trainer import FinetuneConfig, Finetuner
+from rewire.loop import CHECKPOINT, Loop, read_checkpoint
 
 TINY = FinetuneConfig(
     env_id="PointMaze-umaze-v0",
@@ -31,7 +31,7 @@ def leaves_equal(a, b):
 @pytest.fixture(scope="module")
 def full_run(umaze_dataset):
     trainer = Finetuner(TINY, umaze_dataset)
-    trainer.run()
+    Loop(trainer, quiet=True).run()
     return trainer
 
 
@@ -49,7 +49,7 @@ def test_jit_equals_no_jit(umaze_dataset):
 
 def test_same_seed_same_run(full_run, umaze_dataset):
     again = Finetuner(TINY, umaze_dataset)
-    again.run()
+    Loop(again, quiet=True).run()
     leaves_equal(full_run.states, again.states)
     assert full_run.history == again.history
 
@@ -64,16 +64,14 @@ def test_other_seed_other_run(full_run, umaze_dataset):
 
 @pytest.mark.parametrize("stop_after", [1, 4])  # mid-offline, and mid-online with a pending episode
 def test_checkpoint_resume_equals_uninterrupted(full_run, umaze_dataset, tmp_path, stop_after):
-    first = Finetuner(TINY, umaze_dataset)
-    path = tmp_path / "ckpt.pkl"
-    first.run(max_iterations=stop_after, checkpoint=path)
-    del first
-    resumed = Finetuner.resume(path)
-    resumed.run()
+    Loop(Finetuner(TINY, umaze_dataset), tmp_path, every=0, quiet=True).run(max_steps=stop_after)
+    online_done = read_checkpoint(tmp_path / CHECKPOINT, Finetuner.kind)[0].meta["online_done"]
+    assert online_done == 0 or stop_after > 2
+    resumed = Finetuner(TINY, umaze_dataset)
+    Loop(resumed, tmp_path, quiet=True).run()
     leaves_equal(full_run.states, resumed.states)
     leaves_equal(full_run.online, resumed.online)
     assert full_run.history == resumed.history
-    assert load_checkpoint(path)["online_done"] == 0 or stop_after > 2
 
 
 def test_calql_and_cql_start_paired(umaze_dataset):

@@ -6,6 +6,7 @@ import numpy as np
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec, maze_id
 from rewire.finetune.trainer import FinetuneConfig, Finetuner
+from rewire.loop import Loop
 
 THRESHOLD = 0.8
 
@@ -24,7 +25,7 @@ def test_cql_and_calql_learn_the_open_maze():
     )
     trainer = Finetuner(config, scripted_dataset(spec, 200, seed=0))
     behaviour = np.mean([e.success for e in scripted_dataset(spec, 200, seed=0).episodes])
-    trainer.run()
+    Loop(trainer, quiet=True).run()
     results = {a["agent"]: a for a in trainer.results()["agents"]}
     for label in ("cql/seed0", "calql/seed0"):
         assert results[label]["success_at_switch"] >= THRESHOLD > behaviour, results[label]

@@ -7,6 +7,7 @@ from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec
 from rewire.finetune import cql
 from rewire.finetune.trainer import FinetuneConfig, Finetuner
+from rewire.loop import CHECKPOINT, Loop, read_checkpoint
 
 CONFIG = FinetuneConfig(
     env_id="Pendulum-v1",
@@ -29,11 +30,14 @@ def test_pendulum_offline_to_online_runs_and_resumes_exactly(tmp_path):
     assert not spec.sparse and spec.action_high == (2.0,)
     data = scripted_dataset(spec, 3, seed=0)
     full = Finetuner(CONFIG, data)
-    full.run()
-    partial = Finetuner(CONFIG, data)
-    partial.run(max_iterations=3, checkpoint=tmp_path / "c.pkl")  # stops inside the first online episode
-    resumed = Finetuner.resume(tmp_path / "c.pkl")
-    resumed.run()
+    Loop(full, quiet=True).run()
+    # stops inside the first online episode: the environment is rebuilt from its id, episode seed and the
+    # actions since its reset, never unpickled
+    Loop(Finetuner(CONFIG, data), tmp_path, every=0, quiet=True).run(max_steps=3)
+    saved = read_checkpoint(tmp_path / CHECKPOINT, Finetuner.kind)[0].group("runner")
+    assert set(saved) == {"seed", "episodes", "steps", "actions", "obs"} and int(saved["steps"][0]) == 125
+    resumed = Finetuner(CONFIG, data)
+    Loop(resumed, tmp_path, quiet=True).run()
     for a, b in zip(jax.tree.leaves(full.states), jax.tree.leaves(resumed.states), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert full.history == resumed.history

@@ -23,7 +23,7 @@ from rewire.distill.hades import (
     policy_for,
     task_for,
 )
-from rewire.distill.run import build_hades, resume_run, save_dataset
+from rewire.distill.run import build_hades, save_dataset
 from rewire.envs.control import make_control
 from rewire.es import ESConfig, make_population_score
 from rewire.rollout import control_rollout
@@ -124,15 +124,14 @@ def test_cartpole_distillation_learns_and_resumes_exactly(tmp_path):
     (about 22), and a run stopped and resumed from its checkpoint matches an uninterrupted one."""
     config = replace(default_config("CartPole-v1"), es=ESConfig(popsize=16), generations=30)
     full = build_hades(config, seed=0)
-    full.run(quiet=True)
+    full.loop(quiet=True).run()
     hist = full.evolution.history["score_mean"]
     assert hist[0] < 60 and max(hist[-5:]) > 150
 
-    part = build_hades(replace(config, generations=12), seed=0)
-    part.run(tmp_path / "hades.ckpt", quiet=True)
-    resumed = resume_run(tmp_path / "hades.ckpt")
-    resumed.config = config
-    resumed.run(quiet=True)
+    build_hades(config, seed=0).loop(tmp_path / "run", quiet=True, every=0).run(max_steps=12)
+    resumed = build_hades(config, seed=0)
+    resumed.loop(tmp_path / "run", quiet=True).run()
+    assert resumed.evolution.history == full.evolution.history
     np.testing.assert_array_equal(
         np.asarray(resumed.evolution.state.mean), np.asarray(full.evolution.state.mean)
     )
@@ -166,7 +165,7 @@ def test_cli_distill_evaluate_and_bad_input(tmp_path):
     res = runner.invoke(app, [*args, "--out", str(tmp_path), "--quiet"])
     assert res.exit_code == 0, res.output
     (run_dir,) = list(tmp_path.glob("hades-*"))
-    assert {"dataset.npz", "hades.ckpt", "result.json", "config.json", "dataset.png"} <= {
+    assert {"dataset.npz", "checkpoint.ckpt", "result.json", "config.json", "dataset.png"} <= {
         p.name for p in run_dir.iterdir()
     }
     res = runner.invoke(
@@ -197,5 +196,5 @@ def test_brax_hopper_smoke_on_cpu():
     )
     config = replace(config, learner=replace(config.learner, steps=10))
     run = build_hades(config, seed=0)
-    run.run(quiet=True)
+    run.loop(quiet=True).run()
     assert run.evolution.generation == 2 and np.isfinite(run.evolution.history["score_mean"]).all()

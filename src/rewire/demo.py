@@ -145,7 +145,7 @@ def unlearn_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Sectio
     from rewire.unlearn.verify import Verifier
 
     result = run_unlearn_benchmark(episodes=(100, 1000), seeds=2, deletions=16, seed=seed, quiet=quiet)
-    verify = Verifier(Setup(states=2, actions=2, horizon=2, episodes=16, rho=0.9, seed=seed), 2000).run(quiet)
+    verify = Verifier(Setup(states=2, actions=2, horizon=2, episodes=16, rho=0.9), 2000, seed=seed).run(quiet)
     result["verification"] = verify
     images = [p.name for p in plot_unlearn(result, run_dir)]
     cols = ["T", "rho", "episodes replayed per deletion", "oldest user", "rho * sqrt(ln T)", "at or below"]

@@ -5,11 +5,15 @@ evaluation). `GymRunner` steps Gymnasium environments in lockstep with one jitte
 step. Both return NumPy arrays shaped (agents, steps, ...), actions in the unit box [-1, 1].
 `EpisodeAssembler` cuts collected chunks into finished episodes, so that only whole episodes, with their
 Monte-Carlo labels, ever reach a replay buffer.
+
+Both runners and the assembler save their state as named arrays (`snapshot`/`restore`, for the run loop's
+checkpoints). A Gymnasium environment is never pickled: each episode starts from `reset(seed=...)` with a
+seed derived from the runner's seed, the environment's index and the episode's number, so a resumed runner
+rebuilds every environment from its id, that seed and the actions taken since the reset.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -18,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rewire import store
 from rewire.envs import EnvSpec, make_gym, make_jax
 from rewire.envs.control import ControlTask
 
@@ -110,12 +115,19 @@ class JaxRunner:
         """Deterministic-policy episodes per agent: arrays (agents, episodes)."""
         return {k: np.asarray(v) for k, v in self._evaluate(policy_params, key, episodes).items()}
 
-    def state_dict(self) -> dict:
-        return {"obs": np.asarray(self.obs), "env_state": jax.device_get(self.env_state)}
+    def snapshot(self) -> dict[str, np.ndarray]:
+        return {"obs": np.asarray(self.obs)} | store.flatten(self.env_state, "env_state")
 
-    def load_state_dict(self, state: dict) -> None:
-        self.obs = jnp.asarray(state["obs"])
-        self.env_state = jax.tree.map(jnp.asarray, state["env_state"])
+    def restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
+        template = {"obs": self.obs, "env_state": self.env_state}
+        restored = store.restore(template, arrays, source)
+        self.obs = jnp.asarray(restored["obs"])
+        self.env_state = jax.tree.map(jnp.asarray, restored["env_state"])
+
+
+def episode_seed(seed: int, env_index: int, episode: int) -> int:
+    """The `reset` seed of episode `episode` of environment `env_index` (independent streams)."""
+    return int(np.random.SeedSequence([seed, env_index, episode]).generate_state(1)[0])
 
 
 class GymRunner:
@@ -124,12 +136,18 @@ class GymRunner:
     def __init__(self, spec: EnvSpec, act_fn: ActFn, num_agents: int, key: jax.Array):
         self.spec = spec
         self.num_agents = num_agents
-        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        self.seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
         self.envs = [make_gym(spec.env_id) for _ in range(num_agents)]
-        self.obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)]).astype(
-            np.float32
-        )
+        self.episodes = np.zeros(num_agents, np.int64)  # episodes started per environment
+        self.actions: list[list[np.ndarray]] = [[] for _ in range(num_agents)]  # unit actions since reset
+        self.obs = np.stack([self._reset(i) for i in range(num_agents)])
         self._act = jax.jit(jax.vmap(act_fn, in_axes=(0, 0, 0, None)), static_argnums=3)
+
+    def _reset(self, i: int) -> np.ndarray:
+        obs, _ = self.envs[i].reset(seed=episode_seed(self.seed, i, int(self.episodes[i])))
+        self.episodes[i] += 1
+        self.actions[i] = []
+        return np.asarray(obs, np.float32)
 
     def _step_all(self, envs, obs, policy_params, key, deterministic):
         actions = np.asarray(self._act(policy_params, obs, jax.random.split(key, len(envs)), deterministic))
@@ -149,8 +167,10 @@ class GymRunner:
             step = self._step_all(self.envs, self.obs, policy_params, k, False)
             done = step["terminated"] | step["truncated"]
             self.obs = step["next_obs"].copy()
-            for i in np.flatnonzero(done):
-                self.obs[i] = self.envs[i].reset()[0]
+            for i in range(self.num_agents):
+                self.actions[i].append(step["action"][i])
+                if done[i]:
+                    self.obs[i] = self._reset(i)
             steps.append(step)
         return {k: np.stack([s[k] for s in steps], axis=1) for k in TRAJ_KEYS}
 
@@ -173,12 +193,53 @@ class GymRunner:
             env.close()
         return {k: np.asarray(v).reshape(self.num_agents, episodes) for k, v in metrics.items()}
 
-    def state_dict(self) -> dict:
-        return {"obs": self.obs.copy(), "envs": pickle.dumps(self.envs)}
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The seed, each environment's episode count, the actions since its reset and its observation."""
+        steps = np.array([len(a) for a in self.actions], np.int64)
+        actions = np.zeros((self.num_agents, self.spec.horizon, self.spec.act_dim), np.float32)
+        for i, taken in enumerate(self.actions):
+            if taken:
+                actions[i, : len(taken)] = np.stack(taken)
+        return {
+            "seed": np.int64(self.seed),
+            "episodes": self.episodes.copy(),
+            "steps": steps,
+            "actions": actions,
+            "obs": self.obs.copy(),
+        }
 
-    def load_state_dict(self, state: dict) -> None:
-        self.obs = np.asarray(state["obs"], np.float32)
-        self.envs = pickle.loads(state["envs"])
+    def restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
+        """Rebuild every environment from its id and episode seed and replay the actions since its reset; the
+        observation must come out as it was saved, or the environment is not deterministic under its seed."""
+        n, spec = self.num_agents, self.spec
+        shapes = {
+            "seed": (),
+            "episodes": (n,),
+            "steps": (n,),
+            "actions": (n, spec.horizon, spec.act_dim),
+            "obs": (n, spec.obs_dim),
+        }
+        if set(arrays) != set(shapes) or any(arrays[k].shape != s for k, s in shapes.items()):
+            raise store.StoreError(f"{source}: the Gymnasium runner's arrays do not fit {n} x {spec.env_id}")
+        if (
+            (arrays["episodes"] < 1).any()
+            or (arrays["steps"] < 0).any()
+            or (arrays["steps"] > spec.horizon).any()
+        ):
+            raise store.StoreError(f"{source}: the Gymnasium runner's episode counters are out of range")
+        self.seed = int(arrays["seed"])
+        self.episodes = arrays["episodes"] - 1
+        for i in range(n):
+            self.obs[i] = self._reset(i)
+            for a in arrays["actions"][i, : arrays["steps"][i]]:
+                obs, *_ = self.envs[i].step(spec.to_env_action(a))
+                self.obs[i] = obs
+                self.actions[i].append(a)
+        if not np.array_equal(self.obs, arrays["obs"]):
+            raise store.StoreError(
+                f"{source}: replaying the saved actions in {spec.env_id} does not reproduce the saved "
+                "observations, so this environment cannot be resumed exactly"
+            )
 
 
 def make_runner(spec: EnvSpec, act_fn: ActFn, num_agents: int, key: jax.Array) -> JaxRunner | GymRunner:
@@ -190,6 +251,21 @@ class EpisodeAssembler:
 
     def __init__(self, num_agents: int):
         self.pending: list[dict[str, np.ndarray] | None] = [None] * num_agents
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        return {f"{i}/{k}": v for i, ep in enumerate(self.pending) if ep is not None for k, v in ep.items()}
+
+    def restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
+        pending: list[dict[str, np.ndarray] | None] = [None] * len(self.pending)
+        for name, value in arrays.items():
+            index, _, field = name.partition("/")
+            if not index.isdigit() or int(index) >= len(pending) or field not in TRAJ_KEYS:
+                raise store.StoreError(f"{source}: unexpected pending-episode array {name!r}")
+            pending[int(index)] = (pending[int(index)] or {}) | {field: value}
+        for i, ep in enumerate(pending):
+            if ep is not None and (set(ep) != set(TRAJ_KEYS) or len({len(v) for v in ep.values()}) != 1):
+                raise store.StoreError(f"{source}: agent {i}'s pending episode is incomplete")
+        self.pending = pending
 
     def add(self, traj: dict[str, np.ndarray]) -> list[list[dict[str, np.ndarray]]]:
         finished: list[list[dict[str, np.ndarray]]] = []

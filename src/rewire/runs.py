@@ -8,10 +8,20 @@ import json
 import math
 import os
 import platform
+import re
+import shutil
 import time
+import types
+import typing
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from rewire.store import write_bytes
+
+RECORD = "config.json"
+T = TypeVar("T")
 
 PACKAGES = ("rewire", "jax", "jaxlib", "flax", "optax", "chex", "evosax", "gymnax", "gymnasium", "numpy")
 
@@ -54,27 +64,130 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Atomic JSON write (temporary file, then rename)."""
+    """Atomic JSON write (temporary file, fsync, rename)."""
+    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
+    return write_bytes(path, text.encode())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file, or a one-line `ValueError` naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path}: not a JSON file ({err})") from None
 
 
-def new_run_dir(root: str | os.PathLike, prefix: str) -> Path:
-    """`root/<prefix>-<YYYYmmdd-HHMMSS>` (suffixed if it exists)."""
+# ------------------------------------------------------------------------------ configs from their JSON
+
+
+def _from_json(kind: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind):
+        return config_from_json(kind, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _from_json(inner, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        kinds = [inner] * len(value) if inner is not None else list(args)
+        return tuple(
+            _from_json(k, v, f"{where}[{i}]") for i, (k, v) in enumerate(zip(kinds, value, strict=True))
+        )
+    if kind is float:
+        if value in ("inf", "-inf"):
+            return float(value)
+        if value is None:
+            return math.nan
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if kind in (int, bool, str):
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"{where}: expected {kind.__name__}, got {value!r}")
+        return value
+    return value  # dict, list, Any: as JSON gives them
+
+
+def config_from_json(cls: type[T], data: Any, where: str | None = None) -> T:
+    """Rebuild the (frozen, possibly nested) dataclass `cls` from the JSON that `to_jsonable` wrote: tuples,
+    optional fields, floats written as "inf"/"-inf", nested configs. Missing fields take their defaults; an
+    unknown field or a value of the wrong type raises a `ValueError` that names it."""
+    where = where or cls.__name__
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}")
+    return cls(**{k: _from_json(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+# --------------------------------------------------------------------------------------- run directories
+
+STAGING = re.compile(r"^\.(?P<name>.+)\.partial-(?P<pid>\d+)$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def create_run_dir(root: str | os.PathLike, prefix: str, fill: Callable[[Path], None]) -> Path:
+    """Make `root/<prefix>-<YYYYmmdd-HHMMSS>` (suffixed if it exists) atomically: `fill(staging)` writes
+    the run's first files into a hidden staging directory, which is then renamed into place. A refused
+    input or a crash leaves no half-made run directory; stagings of dead processes are removed."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for entry in root.iterdir():
+        match = STAGING.match(entry.name)
+        if match and entry.is_dir() and not _alive(int(match["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(root) / f"{prefix}-{stamp}"
-    i = 1
-    while path.exists():
-        path = Path(root) / f"{prefix}-{stamp}-{i}"
-        i += 1
-    path.mkdir(parents=True)
+    staging = root / f".{prefix}-{stamp}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        fill(staging)
+        i, path = 1, root / f"{prefix}-{stamp}"
+        while True:
+            try:
+                os.rename(staging, path)  # fails if `path` exists and is not empty
+                break
+            except OSError:
+                if not path.exists():
+                    raise
+                path, i = root / f"{prefix}-{stamp}-{i}", i + 1
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return path
 
 
-def record_run(run_dir: str | os.PathLike, config: Any, seed: int) -> None:
-    """Write config.json (config, seed, versions) into the run directory."""
-    write_json(Path(run_dir) / "config.json", {"config": config, "seed": seed, "versions": versions()})
+def record_run(run_dir: str | os.PathLike, config: Any, seed: int | None, **extra: Any) -> None:
+    """Write config.json (config, seed, versions, and any `extra` fields) into the run directory."""
+    record = {"config": config, "seed": seed, "versions": versions()} | extra
+    write_json(Path(run_dir) / RECORD, record)
+
+
+def read_run_record(run_dir: str | os.PathLike) -> dict:
+    """A run directory's config.json, or a one-line error saying the directory is not a run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    record = read_json(run_dir / RECORD)
+    if not isinstance(record, dict) or "config" not in record:
+        raise ValueError(f"{run_dir / RECORD}: not a rewire run record (no config)")
+    return record

@@ -13,7 +13,7 @@ shuffled round-robin order per seed, as the paper's uniform "with a fixed sampli
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -69,19 +69,6 @@ class AMFConfig:
             raise ValueError(f"--budget {self.budget} must be a multiple of --batch {self.batch}")
         if self.proxy_stride < 1 or not 1 <= self.is_top_k <= self.tasks or self.is_action_std <= 0:
             raise ValueError("need proxy_stride >= 1, 1 <= is_top_k <= tasks and is_action_std > 0")
-
-
-def config_from_dict(d: dict) -> AMFConfig:
-    d = dict(d)
-    d["targets"] = None if d["targets"] is None else tuple(d["targets"])
-    nn = d.pop("nn")
-    nn = NNSettings(**(nn | {"hidden": tuple(nn["hidden"])}))
-    gp = GPSettings(**d.pop("gp"))
-    return AMFConfig(**d, gp=gp, nn=nn)
-
-
-def config_dict(config: AMFConfig) -> dict:
-    return asdict(config)
 
 
 def selector_id(name: str) -> int:

@@ -1,22 +1,19 @@
 """The AMF shell: (setting, seed, selector) combinations of one configuration run side by side (one vmapped,
-jitted round for all of them), with a progress bar, a history, and a checkpoint after every round, so an
-interrupted run resumes exactly where it stopped. Everything runs in float64 (Gaussian conditioning)."""
+jitted round for all of them) as a `rewire.loop.Resumable`, so the run loop checkpoints it after rounds and
+an interrupted run resumes exactly where it stopped. Everything runs in float64 (Gaussian conditioning)."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rewire.active.amf import AMF, AMFConfig, config_dict, config_from_dict, selector_id
-from rewire.checkpoint import load_checkpoint, save_checkpoint
+from rewire import store
+from rewire.active.amf import AMF, AMFConfig, selector_id
 from rewire.envs.multitask import pretraining_demo_tasks
-from rewire.progress import progress_bar
 
 THRESHOLD = 0.9
+HISTORY = ("success", "tasks", "scores")
 
 
 class NonFiniteKernel(ValueError):
@@ -29,51 +26,60 @@ def demos_to(threshold: float, demos: list[int], success: list[float]) -> int | 
 
 
 class AMFRun:
-    """Runs every (setting, seed, selector) of `config` together; `run()` then `results()`."""
+    """Runs every (setting, seed, selector) of `config` together: `rewire.loop.Loop(run).run()`, then
+    `results()`."""
 
-    def __init__(
-        self,
-        config: AMFConfig,
-        settings: list[str],
-        seeds: list[int],
-        selectors: list[str],
-        checkpoint: str | os.PathLike | None = None,
-        saved: dict | None = None,
-    ):
-        """`saved` (from `resume`) restores the state and history instead of pretraining afresh."""
+    kind = "rewire.amf/run"
+    unit = "rounds"
+
+    def __init__(self, config: AMFConfig, settings: list[str], seeds: list[int], selectors: list[str]):
         ids = [selector_id(name) for name in selectors]
         if not (settings and seeds and selectors):
             raise ValueError("need at least one setting, seed and selector")
         self.amf = AMF(config)
         self.config, self.settings, self.seeds, self.selectors = config, settings, seeds, selectors
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.labels = [(t, s, m) for t in settings for s in seeds for m in selectors]
+        self._ids = ids
         self._round = jax.jit(jax.vmap(self.amf.round))
         self._evaluate = jax.jit(jax.vmap(self.amf.evaluate))
-        if saved is not None:
-            self.state, self.history = saved["state"], saved["history"]
-            return
         with jax.enable_x64(True):
             pairs = [(t, s) for t in settings for s in seeds]
-            key_data = jnp.stack([jax.random.key_data(jax.random.key(s)) for _, s in pairs])
-            pre = jnp.stack([jnp.asarray(pretraining_demo_tasks(self.amf.env, t)) for t, _ in pairs])
-            params = self.amf.model.init_params(self.amf.param_keys(key_data))
-            state = jax.jit(jax.vmap(self.amf.init))(key_data, pre, params)
-            state = jax.tree.map(lambda x: jnp.repeat(x, len(selectors), axis=0), state)
-            state["selector"] = jnp.tile(jnp.asarray(ids, jnp.int32), len(pairs))
-            self.state = state
-            success = np.asarray(self._evaluate(state))
-        self.history: dict[str, list] = {"success": [success], "tasks": [], "scores": []}
+            self._key_data = jnp.stack([jax.random.key_data(jax.random.key(s)) for _, s in pairs])
+            self._pre = jnp.stack([jnp.asarray(pretraining_demo_tasks(self.amf.env, t)) for t, _ in pairs])
+        self.state: dict | None = None
+        self.history: dict[str, list] = {name: [] for name in HISTORY}
+
+    def _initial_state(self) -> dict:
+        params = self.amf.model.init_params(self.amf.param_keys(self._key_data))
+        state = jax.jit(jax.vmap(self.amf.init))(self._key_data, self._pre, params)
+        state = jax.tree.map(lambda x: jnp.repeat(x, len(self.selectors), axis=0), state)
+        state["selector"] = jnp.tile(jnp.asarray(self._ids, jnp.int32), len(self._pre))
+        return state
+
+    def init(self) -> None:
+        """Pretrain every run and evaluate it (round 0)."""
+        with jax.enable_x64(True):
+            self.state = self._initial_state()
+            success = np.asarray(self._evaluate(self.state))
+        self.history = {"success": [success], "tasks": [], "scores": []}
 
     @property
     def round(self) -> int:
         return len(self.history["tasks"])
 
     @property
-    def done(self) -> bool:
+    def total(self) -> int:
+        return self.config.rounds
+
+    @property
+    def done(self) -> int:
+        return self.round
+
+    @property
+    def finished(self) -> bool:
         return self.round >= self.config.rounds
 
-    def step(self) -> None:
+    def step(self) -> list[dict]:
         """One round for every run; raises NonFiniteKernel (state unchanged) if a covariance is not finite."""
         with jax.enable_x64(True):
             state, metrics = self._round(self.state)
@@ -86,20 +92,23 @@ class AMFRun:
                 "finite"
             )
         self.state = state
-        for name in ("success", "tasks", "scores"):
+        for name in HISTORY:
             self.history[name].append(metrics[name])
-        if self.checkpoint is not None:
-            self.save(self.checkpoint)
+        targets = np.asarray(self.amf.targets)
+        return [
+            {
+                "round": self.round,
+                "demos": self.round * self.config.batch,
+                "setting": setting,
+                "seed": seed,
+                "selector": selector,
+                "success": float(metrics["success"][i][targets].mean()),
+                "tasks": metrics["tasks"][i].tolist(),
+            }
+            for i, (setting, seed, selector) in enumerate(self.labels)
+        ]
 
-    def run(self, quiet: bool = False) -> AMFRun:
-        with progress_bar("AMF rounds", self.config.rounds, quiet) as bar:
-            bar.advance(self.round)
-            while not self.done:
-                self.step()
-                bar.advance(1, note=self._note())
-        return self
-
-    def _note(self) -> str:
+    def note(self) -> str:
         mean = np.asarray(self.history["success"][-1])[:, np.asarray(self.amf.targets)].mean(-1)
         by = {
             m: np.median([v for v, (_, _, n) in zip(mean, self.labels, strict=True) if n == m])
@@ -108,25 +117,27 @@ class AMFRun:
         return " ".join(f"{m} {v:.2f}" for m, v in by.items())
 
     # -- persistence ------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        return save_checkpoint(
-            path,
-            {
-                "config": config_dict(self.config),
-                "settings": self.settings,
-                "seeds": self.seeds,
-                "selectors": self.selectors,
-                "state": self.state,
-                "history": self.history,
-            },
-        )
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
+        history = {f"history/{k}": np.stack(v) for k, v in self.history.items() if v}
+        return store.flatten(self.state, "state") | history, {"rounds": self.round}
 
-    @classmethod
-    def resume(cls, path: str | os.PathLike) -> AMFRun:
-        """Rebuild a run from its checkpoint and continue at the next round (bit-identical to no stop)."""
-        saved = load_checkpoint(path)
-        config = config_from_dict(saved["config"])
-        return cls(config, saved["settings"], saved["seeds"], saved["selectors"], path, saved)
+    def restore(self, stored: store.Stored) -> None:
+        """The state and history of a checkpoint (bit-identical to a run that never stopped)."""
+        rounds = stored.meta.get("rounds")
+        if not isinstance(rounds, int) or rounds < 0:
+            raise store.StoreError(f"{stored.path}: no round count")
+        with jax.enable_x64(True):
+            template = jax.eval_shape(self._initial_state)
+            state = store.restore(template, stored.group("state"), stored.path)
+            self.state = jax.tree.map(jnp.asarray, state)
+        history = {}
+        for name in HISTORY:
+            arrays = stored.arrays.get(f"history/{name}")
+            want = rounds + 1 if name == "success" else rounds
+            if (arrays is None and want) or (arrays is not None and len(arrays) != want):
+                raise store.StoreError(f"{stored.path}: the {name} history does not cover {rounds} rounds")
+            history[name] = [] if arrays is None else list(arrays)
+        self.history = history
 
     # -- results ----------------------------------------------------------------------------------------
     def results(self) -> dict:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rewire.active.amf import SELECTORS, AMFConfig, config_dict
+from rewire.active.amf import SELECTORS, AMFConfig
 from rewire.active.run import THRESHOLD, AMFRun
 from rewire.envs.multitask import make_multitask, pretraining_demo_tasks
+from rewire.loop import Loop
 from rewire.report import COLORS, plot_curves, plt
 from rewire.runs import versions
 
@@ -52,22 +53,23 @@ def run_amf_benchmark(
     quiet: bool = False,
     out: Path | None = None,
 ) -> dict:
-    """Every model x setting x seed x selector, one vmapped run per model; `out` keeps the checkpoints."""
+    """Every model x setting x seed x selector, one vmapped run per model; `out/amf-<model>/` keeps each
+    run's checkpoints and metrics."""
     seed_list = [seed + i for i in range(seeds)]
     configs = {
         m: AMFConfig(env=env, tasks=tasks, model=m, budget=budget, batch=batch, proxies=proxies)
         for m in models
     }
     result: dict = {
-        "config": {"seeds": seed_list, "models": {m: config_dict(c) for m, c in configs.items()}},
+        "config": {"seeds": seed_list, "models": configs},
         "versions": versions(),
         "settings": {s: {} for s in BENCH_SETTINGS},
         "wall_s": {},
     }
     for model, config in configs.items():
         start = time.perf_counter()
-        ckpt = None if out is None else Path(out) / f"amf-{model}.ckpt"
-        run = AMFRun(config, list(BENCH_SETTINGS), seed_list, list(SELECTORS), ckpt).run(quiet)
+        run = AMFRun(config, list(BENCH_SETTINGS), seed_list, list(SELECTORS))
+        Loop(run, None if out is None else Path(out) / f"amf-{model}", quiet=quiet, description="AMF").run()
         for setting, by_selector in run.results().items():
             result["settings"][setting][model] = by_selector
         result["wall_s"][model] = time.perf_counter() - start

@@ -15,12 +15,11 @@ import time
 from functools import partial
 
 import jax
-import numpy as np
 
 from rewire.edit.agents import PPO, CEMConfig, PPOConfig, cem
 from rewire.edit.baselines import BASELINES, timed
 from rewire.edit.classifier import CLASSES, digits_split, unlearning_metrics
-from rewire.edit.run import pretrain, problem, task_data
+from rewire.edit.run import pretrain, problem, task_data, train_ppo
 from rewire.edit.text import balanced_finetune, reweighting
 from rewire.edit.world import EditWorld, WorldConfig, stack_problems
 from rewire.progress import progress_bar
@@ -42,16 +41,15 @@ def _agents(config: WorldConfig, params, keys, steps: int) -> dict[str, tuple]:
     agent or None). Wall times exclude compilation (reported apart)."""
     world = EditWorld(config, params.w0.shape)
     ppo = PPO(world, PPOConfig(total_steps=steps))
-    run, compile_s = _compiled(ppo.train, keys[2], params)
-    (agent, history), wall = timed(run, keys[2], params)
+    agent, returns, watch = train_ppo(ppo, params, keys[2])
     out = {
         "ppo": (
             ppo.edit(agent, params)[1],
             {
-                "wall_s": wall,
-                "compile_s": compile_s,
+                "wall_s": watch.seconds,
+                "compile_s": watch.compile_seconds,
                 "env_steps": ppo.config.updates * ppo.config.envs * ppo.config.rollout,
-                "return_per_update": np.asarray(history["mean_episode_return"]).tolist(),
+                "return_per_update": returns,
             },
             (ppo, agent),
         )
@@ -114,17 +112,16 @@ def _multiclass(ppo: PPO, problems: list, forget_class: int, key) -> dict:
     several instances transfer where a one-class policy does not?"""
     trained = [(forget_class + i) % CLASSES for i in range(MULTICLASS_TRAIN)]
     stacked = stack_problems([problems[c][0] for c in trained], ppo.config.envs)
-    run, compile_s = _compiled(partial(ppo.train, per_env=True), key, stacked)
-    (agent, history), wall = timed(run, key, stacked)
+    agent, returns, watch = train_ppo(ppo, stacked, key, per_env=True)
     return {
         "trained_on": trained,
         "per_class": {
             str(c): _class_metrics(ppo, agent, *problems[c]) | {"trained_on": c in trained}
             for c in range(CLASSES)
         },
-        "wall_s": wall,
-        "compile_s": compile_s,
-        "return_per_update": np.asarray(history["mean_episode_return"]).tolist(),
+        "wall_s": watch.seconds,
+        "compile_s": watch.compile_seconds,
+        "return_per_update": returns,
     }
 
 

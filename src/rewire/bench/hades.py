@@ -12,7 +12,6 @@ import numpy as np
 from rewire.distill.hades import (
     HadesConfig,
     bc_targets,
-    config_dict,
     default_config,
     evaluate_policies,
     policy_for,
@@ -68,10 +67,11 @@ def run_hades_benchmark(
     out_dir: Path | None = None,
 ) -> dict:
     """Distil a dataset, evaluate fresh policies on it, run the baseline at equal env steps, and test
-    transfer. With `out_dir`, checkpoints and the dataset (NPZ) are written there."""
+    transfer. With `out_dir`, each run's checkpoints and metrics go to `out_dir/<kind>/` and the dataset
+    (NPZ) to `out_dir/dataset.npz`."""
     config = bench_config(env, size, variant, generations, popsize)
     hades = build_hades(config, seed)
-    hades.run(out_dir / "hades.ckpt" if out_dir else None, quiet)
+    hades_time = hades.loop(out_dir / "hades" if out_dir else None, quiet).run()
     dataset = jax.device_get(hades.evolution.mean())
     if out_dir is not None:
         save_dataset(hades, out_dir / "dataset.npz")
@@ -79,7 +79,7 @@ def run_hades_benchmark(
 
     ne_config = replace(config, es=replace(config.es, sigma=NE_SIGMA))
     ne = build_neuroevolution(ne_config, seed)
-    ne.run(out_dir / "neuroevolution.ckpt" if out_dir else None, quiet)
+    ne_time = ne.loop(out_dir / "neuroevolution" if out_dir else None, quiet).run()
     # One policy, evaluated EVAL_INITS times (fresh episodes each) so both medians are over 10 numbers.
     ne_mean = jax.device_get(ne.evolution.mean())
     ne_params = jax.tree.map(lambda x: np.repeat(x[None], EVAL_INITS, 0), ne_mean)
@@ -95,7 +95,7 @@ def run_hades_benchmark(
         per_arch[name] = {"spec": spec, "returns": out["returns"]}
 
     return {
-        "config": config_dict(config),
+        "config": config,
         "versions": versions(),
         "seed": seed,
         "env": env,
@@ -110,13 +110,13 @@ def run_hades_benchmark(
             "env_steps": ne.env_steps,
             "sigma": NE_SIGMA,
             "parameters": parameter_count(ne_mean),
-            "generations_per_s": ne.evolution.generations_per_s,
+            "generations_per_s": ne_time.rate,
         },
         "env_steps": hades.env_steps,
         "dataset_parameters": parameter_count(dataset),
         "generalisation": generalisation,
         "generalisation_detail": per_arch,
-        "generations_per_s": hades.evolution.generations_per_s,
+        "generations_per_s": hades_time.rate,
         "history": {"hades": hades.evolution.history, "neuroevolution": ne.evolution.history},
         "env_steps_per_generation": config.env_steps_per_generation(hades.task),
         "dataset": dataset,

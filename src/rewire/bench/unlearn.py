@@ -26,19 +26,21 @@ from rewire.report import COLORS, plot_curves, plt
 from rewire.runs import versions
 from rewire.unlearn.learner import LearnerState, StableUCBVI
 from rewire.unlearn.mdp import optimal_values
-from rewire.unlearn.session import Setup
+from rewire.unlearn.session import Setup, seed_key
 from rewire.unlearn.tree import BONUSES, levels
 
 EPISODES = (100, 300, 1000, 3000, 10000)
 RHOS = (0.05, 0.1, 0.2, 0.5)
 
 
-def _learned(learner: StableUCBVI, setup: Setup, rhos: list[float | None], seeds: int) -> LearnerState:
+def _learned(
+    learner: StableUCBVI, setup: Setup, seed: int, rhos: list[float | None], seeds: int
+) -> LearnerState:
     """Learners for every (ρ, seed), vmapped, after T episodes; ρ-major order."""
     calib = jax.tree.map(lambda *c: jnp.repeat(jnp.stack(c), seeds), *[learner.calibration(r) for r in rhos])
-    keys = jnp.tile(jax.random.split(setup.key(2), seeds), len(rhos))
+    keys = jnp.tile(jax.random.split(seed_key(seed, 2), seeds), len(rhos))
     present = jnp.ones(setup.episodes, bool)
-    state = jax.vmap(learner.init, (0, None, None, 0))(keys, setup.users(), present, calib)
+    state = jax.vmap(learner.init, (0, None, None, 0))(keys, setup.users(seed), present, calib)
     return jax.jit(jax.vmap(learner.learn, (0, None)))(state, setup.episodes)
 
 
@@ -47,16 +49,17 @@ def _pick(state: LearnerState, index: int | slice) -> LearnerState:
 
 
 def cost_rows(
-    setup: Setup, rhos: tuple[float, ...], seeds: int, deletions: int, bar, wall_repeats: int = 3
+    setup: Setup, seed: int, rhos: tuple[float, ...], seeds: int, deletions: int, bar, wall_repeats: int = 3
 ) -> tuple[list[dict], LearnerState, StableUCBVI]:
     """The cost rows for one T (setup.episodes), and the learned states (for regret)."""
     T = setup.episodes
-    _, learner = setup.build()
+    _, learner = setup.build(seed)
     with jax.enable_x64(True):
-        states = _learned(learner, setup, list(rhos), seeds)
-        delete = jax.jit(lambda s, u, k: learner.delete(s.replace(unlearn_key=k), u))
+        states = _learned(learner, setup, seed, list(rhos), seeds)
+        # a fresh link of the key chain for every deletion: fresh coupling draws and replay noise
+        delete = jax.jit(lambda s, u, k: learner.delete(s.replace(chain=k), u))
         learn = jax.jit(learner.learn)
-        draw = jax.random.split(setup.key(4), 2)
+        draw = jax.random.split(seed_key(seed, 4), 2)
         uniform = np.asarray(jax.random.randint(draw[0], (len(rhos), seeds, deletions), 1, T + 1))
         rows = []
         for r, rho in enumerate(rhos):
@@ -116,13 +119,19 @@ def cost_rows(
 
 
 def regret_curves(
-    setup: Setup, learner: StableUCBVI, states: LearnerState, rho: float | None, seeds: int, points: int = 40
+    setup: Setup,
+    seed: int,
+    learner: StableUCBVI,
+    states: LearnerState,
+    rho: float | None,
+    seeds: int,
+    points: int = 40,
 ) -> dict:
     """Cumulative regret at `points` checkpoints, median and per seed, for `seeds` consecutive states."""
     T = setup.episodes
     with jax.enable_x64(True):
         optimal = optimal_values(learner.mdp)
-        users = setup.users()
+        users = setup.users(seed)
         per_episode = jax.jit(jax.vmap(learner.regret, (0, None, None)))(states, optimal, users)
         cum = np.cumsum(np.asarray(per_episode), axis=1)
     at = np.unique(np.linspace(1, T, points).round().astype(int))
@@ -154,34 +163,35 @@ def run_unlearn_benchmark(
     if not episodes or not rhos or seeds < 1 or deletions < 1:
         raise ValueError("need at least one horizon, one rho, one seed and one deletion")
     start = time.perf_counter()
-    base = Setup(mdp=mdp, states=states, actions=actions, horizon=horizon, bonus="practical", seed=seed)
+    base = Setup(mdp=mdp, states=states, actions=actions, horizon=horizon, bonus="practical")
     rows: list[dict] = []
     regret: dict[str, list[dict]] = {"stable": [], "ucbvi": []}
     longest = max(episodes)
     with progress_bar("deletion cost (T, rho, seed)", len(episodes) * len(rhos) * seeds, quiet) as bar:
         for T in sorted(episodes):
             setup = dataclasses.replace(base, episodes=T)
-            got, learned, learner = cost_rows(setup, rhos, seeds, deletions, bar)
+            got, learned, learner = cost_rows(setup, seed, rhos, seeds, deletions, bar)
             rows += got
             if T == longest:
                 for r, rho in enumerate(rhos):
                     part = _pick(learned, slice(r * seeds, (r + 1) * seeds))  # the seeds of rho r
-                    regret["stable"].append(regret_curves(setup, learner, part, rho, seeds))
+                    regret["stable"].append(regret_curves(setup, seed, learner, part, rho, seeds))
     setup = dataclasses.replace(base, episodes=longest)
     for bonus in BONUSES:
         setup = dataclasses.replace(setup, bonus=bonus)
-        _, learner = setup.build()
+        _, learner = setup.build(seed)
         with jax.enable_x64(True):
-            ucb = _learned(learner, setup, [None], seeds)
-        regret["ucbvi"].append(regret_curves(setup, learner, ucb, None, seeds))
+            ucb = _learned(learner, setup, seed, [None], seeds)
+        regret["ucbvi"].append(regret_curves(setup, seed, learner, ucb, None, seeds))
         if bonus == "theory":
             with jax.enable_x64(True):
-                stable = _learned(learner, setup, list(rhos), seeds)
+                stable = _learned(learner, setup, seed, list(rhos), seeds)
             for r, rho in enumerate(rhos):
                 part = _pick(stable, slice(r * seeds, (r + 1) * seeds))
-                regret["stable"].append(regret_curves(setup, learner, part, rho, seeds))
+                regret["stable"].append(regret_curves(setup, seed, learner, part, rho, seeds))
     return {
         "config": dataclasses.asdict(base)
+        | {"seed": seed}
         | {"episodes": list(episodes), "rhos": list(rhos), "seeds": seeds, "deletions_per_seed": deletions},
         "versions": versions(),
         "rows": rows,

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from rewire.cli.common import console, friendly_errors, parse_ints
-from rewire.runs import new_run_dir, record_run, write_json
+from rewire.runs import config_from_json, create_run_dir, read_run_record, record_run, write_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -27,15 +27,21 @@ def run(
     seed: int = typer.Option(0, help="Drives the expert's noise, pretraining, the order and the NN."),
     out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
     resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
+    checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every round)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from rewire.active.amf import AMFConfig, config_dict
+    from rewire.active.amf import AMFConfig
     from rewire.active.run import AMFRun
+    from rewire.loop import Loop
     from rewire.report import plot_curves
 
     if resume is not None:
-        run_dir, amf_run = resume, AMFRun.resume(resume / "amf.ckpt")
-        console.print(f"resuming {run_dir} after round {amf_run.round}")
+        run_dir, record = resume, read_run_record(resume)
+        config = config_from_json(AMFConfig, record["config"], f"{resume}/config.json: config")
+        setting, seed, selector = record.get("setting"), record.get("seed"), record.get("selector")
+        if not (isinstance(setting, str) and isinstance(seed, int) and isinstance(selector, str)):
+            raise ValueError(f"{resume}/config.json: no setting, seed and selector of an AMF run")
+        amf_run = AMFRun(config, [setting], [seed], [selector])
     else:
         config = AMFConfig(
             env=env,
@@ -47,13 +53,17 @@ def run(
             targets=parse_ints(targets) if targets else None,
         )
         amf_run = AMFRun(config, [setting], [seed], [selector])
-        run_dir = new_run_dir(out, "amf")
-        amf_run.checkpoint = run_dir / "amf.ckpt"
-        record_run(run_dir, config_dict(config) | {"setting": setting, "selector": selector}, seed)
-    amf_run.run(quiet)
+        run_dir = create_run_dir(
+            out, "amf", lambda d: record_run(d, config, seed, setting=setting, selector=selector)
+        )
+    loop = Loop(amf_run, run_dir, every=checkpoint_every, quiet=quiet, description="AMF rounds")
+    loop.start()
+    if resume is not None:
+        console.print(f"resuming {run_dir} after round {amf_run.round}")
+    loop.run()
     (setting_name,), (selector_name,) = amf_run.settings, amf_run.selectors
     result = amf_run.results()[setting_name][selector_name]
-    write_json(run_dir / "results.json", {"config": config_dict(amf_run.config), "result": result})
+    write_json(run_dir / "results.json", {"config": amf_run.config, "result": result})
     plot_curves(
         run_dir / "success.png",
         result["demos"],

@@ -11,9 +11,9 @@ from rewire.data.episodes import load_dataset, save_dataset
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec
 from rewire.finetune import cql
-from rewire.finetune.trainer import FinetuneConfig, Finetuner
-from rewire.progress import progress_bar
-from rewire.runs import new_run_dir, record_run, write_json
+from rewire.finetune.trainer import FinetuneConfig, Finetuner, dataset_record, load_run
+from rewire.loop import Loop
+from rewire.runs import create_run_dir, record_run, write_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -45,13 +45,11 @@ def train(
     eval_every: int = typer.Option(250, min=1, help="Online environment steps between evaluations."),
     out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
     resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
-    checkpoint_every: int = typer.Option(20, min=1, help="Iterations between checkpoints."),
+    checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     if resume is not None:
-        run_dir = resume
-        trainer = Finetuner.resume(run_dir / "checkpoint.pkl")
-        console.print(f"resuming {run_dir} at offline {trainer.offline_done}, online {trainer.online_done}")
+        run_dir, trainer = resume, load_run(resume, restore=False)
     else:
         hid = parse_ints(hidden)
         agent = cql.CQLConfig(
@@ -81,24 +79,27 @@ def train(
         )
         config.validate()
         spec = make_spec(env)
-        run_dir = new_run_dir(out, "calql")
-        if dataset is None:
-            data = scripted_dataset(spec, 200, seed)
-            save_dataset(data, run_dir / "dataset.npz")
-        else:
-            data = load_dataset(dataset, spec)
-        record_run(run_dir, config, seed)
+        data = scripted_dataset(spec, 200, seed) if dataset is None else load_dataset(dataset, spec)
         trainer = Finetuner(config, data)
-    ckpt = run_dir / "checkpoint.pkl"
-    with progress_bar("calql train", trainer.total_steps, quiet) as bar:
-        bar.advance(trainer.done_steps)
-        trainer.run(bar, checkpoint=ckpt, checkpoint_every=checkpoint_every)
-    results = trainer.results()
+
+        def fill(run_dir: Path) -> None:
+            source = dataset
+            if source is None:
+                source = save_dataset(data, run_dir / "dataset.npz")
+            record_run(run_dir, trainer.config, seed, dataset=dataset_record(source, run_dir))
+
+        run_dir = create_run_dir(out, "calql", fill)
+    loop = Loop(trainer, run_dir, every=checkpoint_every, quiet=quiet, description="calql train")
+    loop.start()
+    if resume is not None:
+        console.print(f"resuming {run_dir} at offline {trainer.offline_done}, online {trainer.online_done}")
+    loop.run()
+    results = trainer.results() | {"timing": {"updates_per_s": trainer.updates_per_s}}
     write_json(run_dir / "results.json", results)
     from rewire.bench.calql import plot_calql
 
     plot_calql(results["curves"], list(trainer.config.methods), run_dir)
-    console.print(f"done: {run_dir} (checkpoint, results.json, plots)")
+    console.print(f"done: {run_dir} (checkpoint, results.json, metrics.jsonl, plots)")
     for row in results["agents"]:
         console.print(
             "  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())

@@ -29,14 +29,17 @@ def generate(
     episodes: int = typer.Option(200, min=1, help="Number of episodes."),
     seed: int = typer.Option(0, help="Seed for the controller and the environment."),
     noise: float = typer.Option(None, help="Gaussian action noise (unit-box units); default per controller."),
-    policy: Path = typer.Option(None, help="A checkpoint from `rewire calql train` to roll instead."),
+    policy: Path = typer.Option(
+        None,
+        help="A `rewire calql train` run directory (or its checkpoint.ckpt) whose policy to roll instead.",
+    ),
     agent: int = typer.Option(0, help="Which agent of the checkpoint's stack to roll."),
 ) -> None:
     spec = make_spec(env)
     if policy is not None:
-        from rewire.finetune.trainer import Finetuner
+        from rewire.finetune.trainer import load_run
 
-        trainer = Finetuner.resume(policy)
+        trainer = load_run(policy if policy.is_dir() else policy.parent)
         if trainer.spec.env_id != spec.env_id:
             raise ValueError(f"{policy}: the policy was trained on {trainer.spec.env_id}, not {spec.env_id}")
         if not 0 <= agent < len(trainer.agent_labels):

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from rewire.cli.common import console, friendly_errors, parse_ints
-from rewire.runs import file_record, new_run_dir, record_run, write_json
+from rewire.runs import create_run_dir, file_record, read_run_record, record_run, write_json
 
 app = typer.Typer(no_args_is_help=True)
 DATA_HELP = (
@@ -41,8 +41,10 @@ def train_cmd(
     steps: int = typer.Option(50_000, min=500, help="Environment steps."),
     seed: int = typer.Option(0, help="Data split, pretraining and the agent."),
     out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
+    resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
+    checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from rewire.checkpoint import save_checkpoint
     from rewire.edit.classifier import CLASSES
     from rewire.edit.run import (
         TASKS,
@@ -50,31 +52,47 @@ def train_cmd(
         load_model,
         pretrain,
         save_model,
+        save_policy,
         task_data,
         train_editor,
     )
     from rewire.edit.world import WorldConfig
 
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
-    WorldConfig(world=world).validate()
-    if not 0 <= forget_class < CLASSES:
-        raise ValueError(f"forget class {forget_class}: choose 0..{CLASSES - 1}")
-    if observe not in ("weights", "metrics"):
-        raise ValueError(f"observe {observe!r}: choose weights or metrics")
-    train_classes = parse_ints(classes) if classes else ()
-    check_classes(task, train_classes)
-    if model is not None:
-        params, data_seed, task_set, source = load_model(model, task, forget_class, data)
+    if resume is not None:
+        run_dir, record = resume, read_run_record(resume)
+        config = record["config"]
+        try:
+            world, task, forget_class = config["world"], config["task"], config["forget_class"]
+            steps, observe, train_classes = config["steps"], config["observe"], tuple(config["classes"])
+            seed = record["seed"]
+        except (KeyError, TypeError):
+            raise ValueError(f"{resume}/config.json: not the record of an editing run") from None
+        params, data_seed, task_set, source = load_model(run_dir / "model.ckpt", task, forget_class)
+        console.print(f"resuming {run_dir}")
     else:
-        data_seed, task_set = seed, task_data(task, seed, forget_class, data)
-        params = pretrain(task, task_set, seed)
-        source = None if data is None else file_record(data)
-    run_dir = new_run_dir(out, f"edit-{world}")
-    config = {"world": world, "task": task, "forget_class": forget_class, "steps": steps}
-    config |= {"classes": list(train_classes), "observe": observe}
-    record_run(run_dir, config | {"data_file": source}, seed)
-    save_model(run_dir / "model.ckpt", task, params, data_seed, source)
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
+        WorldConfig(world=world).validate()
+        if not 0 <= forget_class < CLASSES:
+            raise ValueError(f"forget class {forget_class}: choose 0..{CLASSES - 1}")
+        if observe not in ("weights", "metrics"):
+            raise ValueError(f"observe {observe!r}: choose weights or metrics")
+        train_classes = parse_ints(classes) if classes else ()
+        check_classes(task, train_classes)
+        if model is not None:
+            params, data_seed, task_set, source = load_model(model, task, forget_class, data)
+        else:
+            data_seed, task_set = seed, task_data(task, seed, forget_class, data)
+            params = pretrain(task, task_set, seed)
+            source = None if data is None else file_record(data)
+        config = {"world": world, "task": task, "forget_class": forget_class, "steps": steps}
+        config |= {"classes": list(train_classes), "observe": observe}
+
+        def fill(d: Path) -> None:
+            record_run(d, config | {"data_file": source}, seed)
+            save_model(d / "model.ckpt", task, params, data_seed, source)
+
+        run_dir = create_run_dir(out, f"edit-{world}", fill)
     policy, edited, metrics = train_editor(
         task,
         params,
@@ -86,12 +104,16 @@ def train_cmd(
         seed,
         train_classes,
         observe == "weights",
+        run_dir,
+        quiet,
+        checkpoint_every,
     )
-    save_checkpoint(run_dir / "policy.ckpt", policy)
+    save_policy(run_dir / "policy.ckpt", policy)
     save_model(run_dir / "edited.ckpt", task, edited, data_seed, source)
+    timing = {k: metrics.pop(k) for k in ("wall_s", "compile_s")}
     write_json(
         run_dir / "results.json",
-        {"task": task, "world": world, "metrics": metrics}
+        {"task": task, "world": world, "metrics": metrics, "timing": timing}
         | ({"forget_class": forget_class} if task == "unlearn" else {}),
     )
     console.print(f"{run_dir}: {_show(metrics)}; policy in policy.ckpt, edited model in edited.ckpt")

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from rewire.cli.common import console, friendly_errors
-from rewire.runs import new_run_dir, record_run, write_json
+from rewire.runs import create_run_dir, record_run, write_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -35,15 +35,15 @@ def distill(
     seed: int = typer.Option(0, help="Drives ES noise, inits, rollouts and normalisation."),
     out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
     resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
+    checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     from rewire.bench.hades import plot_dataset
     from rewire.distill.hades import default_config
-    from rewire.distill.run import build_hades, resume_run, save_dataset
+    from rewire.distill.run import build_hades, run_from_record, save_dataset
 
     if resume is not None:
-        run_dir, run = resume, resume_run(resume / "hades.ckpt")
-        console.print(f"resuming {run_dir} at generation {run.evolution.generation}")
+        run_dir, run = resume, run_from_record(resume)
     else:
         config = default_config(env)
         es_cfg = replace(
@@ -64,9 +64,12 @@ def distill(
             **{k: v for k, v in fields.items() if v is not None},
         )
         run = build_hades(config, seed)
-        run_dir = new_run_dir(out, "hades")
-        record_run(run_dir, config, seed)
-    run.run(run_dir / "hades.ckpt", quiet)
+        run_dir = create_run_dir(out, "hades", lambda d: record_run(d, config, seed, kind="hades"))
+    loop = run.loop(run_dir, quiet, checkpoint_every)
+    loop.start()
+    if resume is not None:
+        console.print(f"resuming {run_dir} at generation {run.evolution.generation}")
+    watch = loop.run()
     path = save_dataset(run, run_dir / "dataset.npz")
     ev = run.evaluate_mean()
     result = {
@@ -75,8 +78,8 @@ def distill(
         "return_median": float(np.median(ev["returns"])),
         "return_per_init": ev["returns"],
         "env_steps": run.env_steps,
-        "generations_per_s": run.evolution.generations_per_s,
         "history": run.evolution.history,
+        "timing": watch.summary("generations"),
     }
     write_json(run_dir / "result.json", result)
     plot_dataset(jax.device_get(run.evolution.mean()), run.task, run_dir / "dataset.png")
@@ -100,10 +103,11 @@ def evaluate(
     json_out: Path = typer.Option(None, "--json", help="Write the returns here."),
 ) -> None:
     from rewire.distill.dataset import load_synthetic
-    from rewire.distill.hades import config_from_dict, evaluate_dataset, task_for
+    from rewire.distill.hades import HadesConfig, evaluate_dataset, task_for
+    from rewire.runs import config_from_json
 
     data, obs_mean, obs_std, meta = load_synthetic(dataset)
-    config = config_from_dict(meta["config"])
+    config = config_from_json(HadesConfig, meta.get("config"), f"{dataset}: meta.config")
     task = task_for(config)
     key = jax.random.key(seed)
     results = {}

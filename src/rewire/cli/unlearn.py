@@ -7,13 +7,19 @@ from pathlib import Path
 import typer
 
 from rewire.cli.common import console, friendly_errors
-from rewire.runs import new_run_dir, record_run, write_json
+from rewire.runs import create_run_dir, write_json
 
 app = typer.Typer(no_args_is_help=True)
 
 
 def _rho(value: float) -> float | None:
     return None if value == 0 else value
+
+
+SEED_HELP = (
+    "Drives the MDP, the users and the learner's key chain. Default: fresh OS entropy, kept nowhere. A seed "
+    "you give regenerates every draw, so keep it apart from the state directory (README)."
+)
 
 
 @app.command("simulate", help="Run the stable learner for T users; the state directory is resumable.")
@@ -26,38 +32,24 @@ def simulate(
     episodes: int = typer.Option(1000, help="Users T, one episode each."),
     rho: float = typer.Option(0.1, help="TV-stability level in (0, 1); 0 runs non-private UCBVI."),
     bonus: str = typer.Option("practical", help="theory (c_beta = 1) or practical (see README)."),
-    seed: int = typer.Option(0, help="Drives the MDP, the users and the learner's noise."),
+    seed: int = typer.Option(None, help=SEED_HELP),
     out: Path = typer.Option(Path("runs"), help="Parent folder of the state directory."),
     resume: Path = typer.Option(None, help="Continue the state directory of an interrupted run."),
+    checkpoint_every: float = typer.Option(0.0, min=0, help="Seconds between checkpoints (0: every 1/20)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from rewire.report import plot_curves
     from rewire.unlearn.session import Session, Setup
 
     if resume is not None:
         directory, session = resume, Session.open(resume)
         console.print(f"resuming {directory} after episode {session.t_now}")
     else:
-        setup = Setup(mdp, states, actions, horizon, episodes, _rho(rho), bonus, seed=seed)
-        session = Session(setup)
-        directory = new_run_dir(out, "unlearn")
-        record_run(directory, setup, seed)
-        session.save(directory)
-    session.learn(directory=directory, quiet=quiet)
-    regret = session.regret()
-    cumulative = regret.cumsum()
-    write_json(
-        directory / "results.json",
-        {"setup": session.setup, "episodes": session.t_now, "cumulative_regret": cumulative},
-    )
-    plot_curves(
-        directory / "regret.png",
-        range(1, len(cumulative) + 1),
-        {f"rho {session.setup.rho}": cumulative},
-        "episodes",
-        "cumulative regret",
-        f"{session.setup.mdp}, {session.setup.bonus} bonus",
-    )
+        setup = Setup(mdp, states, actions, horizon, episodes, _rho(rho), bonus)
+        session = Session.create(setup, seed)
+        directory = create_run_dir(out, "unlearn", session.save)
+    session.loop(directory, quiet, checkpoint_every).run()
+    session.write_reports(directory)
+    cumulative = session.cumulative_regret()
     console.print(
         f"{directory}: {session.t_now} episodes, cumulative regret {cumulative[-1]:.1f}; "
         f"delete a user with `rewire unlearn delete {directory} --user ID`"
@@ -74,14 +66,29 @@ def delete(
 
     session = Session.open(state_dir)
     reports = session.delete(user, state_dir)
-    write_json(state_dir / "deletions.json", session.log)
     for r in reports:
         console.print(
             f"user {r['user']}: {r['nodes_checked']} nodes checked, {r['accepted']} kept, "
             f"replayed {r['recomputed']} of {r['episodes_played']} episodes "
-            f"(expected {r['predicted_recomputed']:.1f}), {r['wall_s']:.2f} s"
+            f"(expected {r['predicted_recomputed']:.1f}), {r['wall_s']:.2f} s (printed, not stored)"
         )
     console.print(f"replay audit: {'passed' if session.audit() else 'FAILED'}; state saved in {state_dir}")
+
+
+@app.command("export", help="Write every array a state directory holds, by name, to one NPZ file.")
+@friendly_errors
+def export(
+    state_dir: Path = typer.Argument(..., help="A directory written by `rewire unlearn simulate`."),
+    out: Path = typer.Option(..., "--out", help="The .npz file to write."),
+) -> None:
+    from rewire.store import write_npz
+    from rewire.unlearn.session import export_arrays
+
+    arrays = export_arrays(state_dir)
+    write_npz(out, arrays)
+    console.print(f"wrote {out}: {len(arrays)} arrays")
+    for name, value in arrays.items():
+        console.print(f"  {name}: {value.dtype}{list(value.shape)}", soft_wrap=True)
 
 
 @app.command("verify", help="Two-sample tests: learn-then-delete against retraining without the user.")
@@ -103,8 +110,8 @@ def verify(
     from rewire.unlearn.session import Setup
     from rewire.unlearn.verify import Verifier
 
-    setup = Setup(mdp, states, actions, horizon, episodes, _rho(rho), bonus, seed=seed)
-    result = Verifier(setup, trials, alpha).run(quiet)
+    setup = Setup(mdp, states, actions, horizon, episodes, _rho(rho), bonus)
+    result = Verifier(setup, trials, alpha, seed).run(quiet)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")

@@ -13,6 +13,7 @@ naming the file, the key and the problem.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from rewire.buffer import Transition
 from rewire.envs import EnvSpec
+from rewire.store import commit, temporary_path, write_npz
 
 ACTION_CLIP = 0.99999  # keeps tanh-space quantities of data actions finite (Cal-QL reference code)
 FLAT_REQUIRED = ("observations", "actions", "rewards", "terminals")
@@ -293,27 +295,27 @@ def load_dataset(path: str | Path, spec: EnvSpec | None = None, env_id: str | No
 def save_dataset(dataset: EpisodeDataset, path: str | Path) -> Path:
     """Write NPZ (flat D4RL layout) or HDF5 (Minari layout) by suffix, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
-    tmp = path.with_name(path.name + ".tmp")
     if suffix == ".npz":
         eps = dataset.episodes
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                observations=np.concatenate([e.observations[:-1] for e in eps]),
-                next_observations=np.concatenate([e.observations[1:] for e in eps]),
-                actions=np.concatenate([e.actions for e in eps]),
-                rewards=np.concatenate([e.rewards for e in eps]),
-                terminals=np.concatenate([e.terminations for e in eps]),
-                timeouts=np.concatenate(
-                    [e.truncations | (np.arange(len(e)) == len(e) - 1) & ~e.terminations for e in eps]
-                ),
-                env_id=np.asarray(dataset.env_id),
-                metadata=np.asarray(json.dumps(dataset.metadata)),
-            )
-        tmp.replace(path)
-    elif suffix in (".h5", ".hdf5"):
+        arrays = {
+            "observations": np.concatenate([e.observations[:-1] for e in eps]),
+            "next_observations": np.concatenate([e.observations[1:] for e in eps]),
+            "actions": np.concatenate([e.actions for e in eps]),
+            "rewards": np.concatenate([e.rewards for e in eps]),
+            "terminals": np.concatenate([e.terminations for e in eps]),
+            "timeouts": np.concatenate(
+                [e.truncations | (np.arange(len(e)) == len(e) - 1) & ~e.terminations for e in eps]
+            ),
+            "env_id": np.asarray(dataset.env_id),
+            "metadata": np.asarray(json.dumps(dataset.metadata)),
+        }
+        return write_npz(path, arrays, compress=True)
+    if suffix not in (".h5", ".hdf5"):
+        raise DatasetError(f"{path}: unknown format {suffix!r}; use .npz, .h5 or .hdf5")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
         with h5py.File(tmp, "w") as f:
             f.attrs["env_id"] = dataset.env_id
             f.attrs["metadata"] = json.dumps(dataset.metadata)
@@ -321,7 +323,9 @@ def save_dataset(dataset: EpisodeDataset, path: str | Path) -> Path:
                 group = f.create_group(f"episode_{i}")
                 for key in MINARI_KEYS:
                     group.create_dataset(key, data=getattr(ep, key))
-        tmp.replace(path)
-    else:
-        raise DatasetError(f"{path}: unknown format {suffix!r}; use .npz, .h5 or .hdf5")
-    return path
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return commit(tmp, path)

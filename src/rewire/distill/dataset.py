@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from rewire.runs import to_jsonable
+from rewire.store import write_npz
 
 ARRAYS = ("states", "actions", "logits", "log_lr")
 
@@ -18,14 +19,10 @@ def save_synthetic(
     path: str | os.PathLike, dataset: dict[str, Any], obs_mean: np.ndarray, obs_std: np.ndarray, meta: dict
 ) -> Path:
     """Write an NPZ with the dataset's named arrays, `obs_mean`/`obs_std`, and `meta` (env id, config,
-    seed, generation, versions) as a JSON string; written to a temporary file, then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    seed, generation, versions) as a JSON string, atomically (`store.write_npz`)."""
     arrays = {k: np.asarray(v) for k, v in dataset.items() if k in ARRAYS}
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, obs_mean=obs_mean, obs_std=obs_std, meta=np.array(json.dumps(to_jsonable(meta))), **arrays)
-    os.replace(tmp, path)
-    return path
+    meta = np.array(json.dumps(to_jsonable(meta)))
+    return write_npz(path, {"obs_mean": obs_mean, "obs_std": obs_std, "meta": meta} | arrays)
 
 
 def load_synthetic(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict]:

@@ -16,6 +16,7 @@ import numpy as np
 from rewire.distill.bc import Learner, bc_loss, init_many, initializer, policy_module, train_bc
 from rewire.distill.evolution import Evolution
 from rewire.es import ESConfig, ScoreFn
+from rewire.loop import Loop
 
 CLASSES = 10
 
@@ -101,8 +102,10 @@ def distill_digits(config: DigitsConfig, seed: int, quiet: bool = False) -> dict
     start = {"states": jnp.asarray(class_means(x_train, y_train, config.images_per_class))}
     score = make_digits_score(config.learner, x_train, y_train)
     init_fn = initializer(policy_module(config.learner, CLASSES, continuous=False), x_train.shape[1])
-    evo = Evolution(config.es, start, score, config.inits, seed, init_fn=init_fn)
-    evo.run(config.generations, quiet=quiet, description="digits")
+    evo = Evolution(
+        config.es, start, score, config.inits, seed, init_fn=init_fn, generations=config.generations
+    )
+    watch = Loop(evo, quiet=quiet, description="digits").run()
     images = np.asarray(evo.mean()["states"])
     key = jax.random.fold_in(jax.random.key(seed), 7)
     rng = np.random.default_rng(seed)
@@ -117,6 +120,6 @@ def distill_digits(config: DigitsConfig, seed: int, quiet: bool = False) -> dict
             for name, b in baselines.items()
         },
         "history": evo.history,
-        "generations_per_s": evo.generations_per_s,
+        "generations_per_s": watch.rate,
         "images": images,
     }

@@ -1,4 +1,4 @@
-"""The generation loop around a jitted ES generation: progress, history, checkpoints and exact resume.
+"""The generation loop's task around a jitted ES generation: history and exact resume (`rewire.loop` runs it).
 
 Shared by HaDES, its neuroevolution baseline and digits distillation. The key of generation g is
 fold_in(seed key, g), so a run resumed from a checkpoint at generation g continues bit for bit.
@@ -6,8 +6,6 @@ fold_in(seed key, g), so a run resumed from a checkpoint at generation g continu
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,9 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rewire.checkpoint import save_checkpoint
+from rewire import store
 from rewire.es import ESConfig, ScoreFn, make_es, make_generation
-from rewire.progress import progress_bar
 
 
 class NonFiniteFitness(ValueError):
@@ -25,8 +22,12 @@ class NonFiniteFitness(ValueError):
 
 
 class Evolution:
-    """Runs an ES over a solution pytree; `score_fn` is maximised. The state is the evosax state plus the
-    per-generation history (population mean/max score and the means of the score's diagnostics)."""
+    """Runs an ES over a solution pytree for `generations`; `score_fn` is maximised. The state is the evosax
+    state plus the per-generation history (population mean/max score and the means of the score's
+    diagnostics). A `rewire.loop.Resumable`."""
+
+    kind = "rewire.hades/evolution"
+    unit = "generations"
 
     def __init__(
         self,
@@ -37,8 +38,10 @@ class Evolution:
         seed: int,
         fixed_init_key: jax.Array | None = None,
         init_fn: Callable[[jax.Array], Any] | None = None,
+        generations: int = 0,
     ):
         self.es, self.es_params = make_es(es_config, mean)
+        self.generations = generations
         init_key, self.key = jax.random.split(jax.random.key(seed))
         state = self.es.init(init_key, mean, self.es_params)
         self._generation = jax.jit(
@@ -47,31 +50,38 @@ class Evolution:
         # Give the initial state the exact dtypes a generation returns (evosax starts with weakly typed
         # scalars), so the generation compiles once rather than twice.
         out = jax.eval_shape(self._generation, state, self.key)[0]
-        self.state = jax.tree.map(lambda x, s: jnp.asarray(x, s.dtype), state, out)
-        self.history: dict[str, list[float]] = {}
-        self.meta: dict = {}  # saved with every checkpoint (config, seed, ...), so a run can be rebuilt
-        self.seconds: list[float] = []  # wall time of each generation run in this process
+        self.initial = jax.tree.map(lambda x, s: jnp.asarray(x, s.dtype), state, out)
+        self.init()
 
-    @property
-    def generations_per_s(self) -> float:
-        """Speed after the first generation this process ran (that one includes compilation)."""
-        steady = self.seconds[1:]
-        return len(steady) / sum(steady) if steady else float("nan")
+    def init(self) -> None:
+        self.state = self.initial
+        self.history: dict[str, list[float]] = {}
 
     @property
     def generation(self) -> int:
         return int(self.state.generation_counter)
 
+    @property
+    def total(self) -> int:
+        return self.generations
+
+    @property
+    def done(self) -> int:
+        return self.generation
+
+    @property
+    def finished(self) -> bool:
+        return self.generation >= self.generations
+
     def mean(self) -> Any:
         """The ES mean as a solution pytree (what HaDES releases, not the best noisy candidate)."""
         return self.es.get_mean(self.state)
 
-    def step(self) -> dict[str, float]:
+    def step(self) -> list[dict]:
         """One generation; raises `NonFiniteFitness` (state unchanged) if any fitness is not finite."""
-        g, start = self.generation, time.perf_counter()
+        g = self.generation
         state, metrics = self._generation(self.state, jax.random.fold_in(self.key, g))
         score = np.asarray(metrics["score"])
-        self.seconds.append(time.perf_counter() - start)
         if not np.isfinite(score).all():
             bad = np.flatnonzero(~np.isfinite(score)).tolist()
             raise NonFiniteFitness(f"non-finite fitness at generation {g} for candidates {bad[:10]}")
@@ -80,35 +90,26 @@ class Evolution:
         row |= {f"{k}_mean": float(np.mean(v)) for k, v in metrics.items() if k != "score"}
         for k, v in row.items():
             self.history.setdefault(k, []).append(v)
-        return row
+        return [{"generation": g + 1, **row}]
 
-    def run(
-        self,
-        generations: int,
-        checkpoint: str | os.PathLike | None = None,
-        every: int = 25,
-        quiet: bool = False,
-        description: str = "ES",
-    ) -> None:
-        """Run until `generations` in total have been done, checkpointing every `every` and at the end."""
-        todo = generations - self.generation
-        with progress_bar(description, max(todo, 0), quiet) as bar:
-            for _ in range(todo):
-                row = self.step()
-                bar.advance(
-                    1, f"gen {self.generation}: mean {row['score_mean']:.4g} max {row['score_max']:.4g}"
-                )
-                if checkpoint is not None and (
-                    self.generation % every == 0 or self.generation == generations
-                ):
-                    self.save(checkpoint)
+    def note(self) -> str:
+        if not self.history:
+            return ""
+        mean, top = self.history["score_mean"][-1], self.history["score_max"][-1]
+        return f"gen {self.generation}: mean {mean:.4g} max {top:.4g}"
 
-    def state_dict(self) -> dict:
-        return {"es_state": jax.device_get(self.state), "history": self.history}
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
+        history = {f"history/{k}": np.asarray(v, np.float64) for k, v in self.history.items()}
+        return store.flatten(self.state, "es") | history, {"history": list(self.history)}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.state = jax.tree.map(jnp.asarray, state["es_state"])
-        self.history = {k: list(v) for k, v in state["history"].items()}
-
-    def save(self, path: str | os.PathLike) -> None:
-        save_checkpoint(path, self.state_dict() | self.meta)
+    def restore(self, stored: store.Stored) -> None:
+        names = stored.meta.get("history")
+        if not isinstance(names, list):
+            raise store.StoreError(f"{stored.path}: no history record")
+        history = {k: stored.arrays.get(f"history/{k}") for k in names}
+        if any(v is None or v.ndim != 1 for v in history.values()):
+            raise store.StoreError(f"{stored.path}: the history arrays do not match their record")
+        self.state = jax.tree.map(jnp.asarray, store.restore(self.initial, stored.group("es"), stored.path))
+        self.history = {k: v.tolist() for k, v in history.items()}
+        if any(len(v) != self.generation for v in self.history.values()):
+            raise store.StoreError(f"{stored.path}: the history does not cover generation {self.generation}")

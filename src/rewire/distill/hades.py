@@ -8,7 +8,7 @@ initialisation (a compact parametrisation of one policy).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jax
@@ -248,17 +248,6 @@ def evaluate_dataset(
     params, losses = jax.jit(jax.vmap(lambda p: fit_dataset(learner, module, p, data, task)))(params)
     returns = evaluate_policies(task, module, params, obs_mean, obs_std, k_eval, episodes, greedy)
     return {"returns": returns, "bc_loss": np.asarray(losses[:, -1])}
-
-
-def config_dict(config: HadesConfig) -> dict:
-    return asdict(config)
-
-
-def config_from_dict(data: dict) -> HadesConfig:
-    data = dict(data)
-    es, learner = ESConfig(**data.pop("es")), data.pop("learner")
-    learner = Learner(**(learner | {"hidden": tuple(learner["hidden"])}))
-    return HadesConfig(**data, es=es, learner=learner)
 
 
 def task_for(config: HadesConfig) -> ControlTask:

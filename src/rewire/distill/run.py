@@ -9,14 +9,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from rewire.checkpoint import load_checkpoint
 from rewire.distill.bc import Learner, initializer
 from rewire.distill.dataset import save_synthetic
 from rewire.distill.evolution import Evolution
 from rewire.distill.hades import (
     HadesConfig,
-    config_dict,
-    config_from_dict,
     dataset_template,
     evaluate_dataset,
     make_hades_score,
@@ -26,7 +23,8 @@ from rewire.distill.hades import (
     task_for,
 )
 from rewire.envs.control import ControlTask
-from rewire.runs import versions
+from rewire.loop import Loop
+from rewire.runs import config_from_json, read_run_record, versions
 
 EVAL_INITS = 10  # fresh policies per reported median (the issue's "median of 10")
 
@@ -42,13 +40,6 @@ class EvolutionRun:
     obs_mean: np.ndarray
     obs_std: np.ndarray
     kind: str  # "hades" or "neuroevolution"
-
-    def __post_init__(self) -> None:
-        self.evolution.meta = {
-            "kind": self.kind,
-            "config": config_dict(self.config),
-            "seed": self.seed,
-        }
 
     @property
     def env_steps(self) -> int:
@@ -73,10 +64,10 @@ class EvolutionRun:
             inits,
         )
 
-    def run(self, checkpoint: Path | None = None, quiet: bool = False) -> None:
-        """Run to `config.generations`, checkpointing every 25 generations and at the end."""
+    def loop(self, directory: Path | None = None, quiet: bool = False, every: float = 30.0) -> Loop:
+        """The run loop over this run's generations (checkpoints in `directory`, if given)."""
         label = f"{self.kind} {self.config.env_id}"
-        self.evolution.run(self.config.generations, checkpoint, quiet=quiet, description=label)
+        return Loop(self.evolution, directory, every=every, quiet=quiet, description=label)
 
 
 def _stats(task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +81,9 @@ def build_hades(config: HadesConfig, seed: int) -> EvolutionRun:
     score = make_hades_score(config, task, obs_mean, obs_std)
     fixed = jax.random.fold_in(jax.random.key(seed), 2) if config.variant == "F" else None
     init_fn = initializer(policy_for(config, task), task.obs_dim)
+    template = dataset_template(config, task)
     evo = Evolution(
-        config.es, dataset_template(config, task), score, config.inits_per_candidate, seed, fixed, init_fn
+        config.es, template, score, config.inits_per_candidate, seed, fixed, init_fn, config.generations
     )
     return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "hades")
 
@@ -103,27 +95,27 @@ def build_neuroevolution(config: HadesConfig, seed: int) -> EvolutionRun:
     obs_mean, obs_std = _stats(task, seed)
     params0 = initializer(policy_for(config, task), task.obs_dim)(jax.random.fold_in(jax.random.key(seed), 3))
     score = make_neuroevolution_score(config, task, obs_mean, obs_std)
-    evo = Evolution(config.es, params0, score, config.inits_per_candidate, seed)
+    evo = Evolution(
+        config.es, params0, score, config.inits_per_candidate, seed, generations=config.generations
+    )
     return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "neuroevolution")
 
 
-def resume_run(path: str | Path, expect: HadesConfig | None = None) -> EvolutionRun:
-    """Rebuild a run from its checkpoint and continue where it stopped."""
-    state = load_checkpoint(path)
-    config = config_from_dict(state["config"])
-    if expect is not None and config_dict(expect) != config_dict(config):
-        raise ValueError(f"{path} was written by another configuration; resume it without changing flags")
-    build = build_hades if state["kind"] == "hades" else build_neuroevolution
-    run = build(config, state["seed"])
-    run.evolution.load_state_dict(state)
-    return run
+def run_from_record(run_dir: str | Path) -> EvolutionRun:
+    """Rebuild the run a run directory's config.json describes (the loop then resumes its checkpoint)."""
+    record = read_run_record(run_dir)
+    config = config_from_json(HadesConfig, record["config"])
+    kinds = {"hades": build_hades, "neuroevolution": build_neuroevolution}
+    if record.get("kind") not in kinds or not isinstance(record.get("seed"), int):
+        raise ValueError(f"{run_dir}: config.json names no HaDES run (kind and seed)")
+    return kinds[record["kind"]](config, record["seed"])
 
 
 def save_dataset(run: EvolutionRun, path: Path) -> Path:
     """Save the ES mean (the released dataset) with its normalisation constants and provenance."""
     meta: dict[str, Any] = {
         "env_id": run.config.env_id,
-        "config": config_dict(run.config),
+        "config": run.config,
         "seed": run.seed,
         "generation": run.evolution.generation,
         "versions": versions(),

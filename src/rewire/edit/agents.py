@@ -5,7 +5,7 @@ state the best policy is an action sequence, so RL must beat this to matter on a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -40,6 +40,18 @@ class PPOConfig:
     @property
     def updates(self) -> int:
         return max(1, self.total_steps // (self.envs * self.rollout))
+
+
+class PPOState(NamedTuple):
+    """PPO's training state: networks, optimiser, the environments' states and observations, the updates
+    done, and the key (raw key data) from which update i's key is the i-th of `config.updates` splits."""
+
+    agent: Any
+    opt_state: Any
+    states: Any
+    obs: jax.Array
+    update: jax.Array
+    key: jax.Array
 
 
 class ActorCritic(nn.Module):
@@ -90,15 +102,27 @@ class PPO:
     def act(self, agent: Any, obs: jax.Array) -> jax.Array:
         return jnp.clip(self.net.apply({"params": agent}, obs)[0], -1.0, 1.0)
 
-    def train(self, key: jax.Array, params: WorldParams, per_env: bool = False) -> tuple[Any, dict]:
-        """One problem for every environment, or (`per_env`) params stacked with one problem per
-        environment (`world.stack_problems`), to learn one policy across problems."""
+    def init_train(self, key: jax.Array, params: WorldParams, per_env: bool = False) -> PPOState:
+        """Fresh networks and optimiser, every environment at its start. One problem for every environment,
+        or (`per_env`) params stacked with one problem per environment (`world.stack_problems`), to learn
+        one policy across problems."""
         c, world = self.config, self.world
         k_init, k_run = jax.random.split(key)
         agent = self.init(k_init)
-        opt_state = self.opt.init(agent)
+        states, obs = jax.vmap(world.reset, (0 if per_env else None,), axis_size=c.envs)(params)
+        return PPOState(agent, self.opt.init(agent), states, obs, jnp.int32(0), jax.random.key_data(k_run))
+
+    def train_updates(
+        self, state: PPOState, params: WorldParams, updates: int, per_env: bool = False
+    ) -> tuple[PPOState, jax.Array]:
+        """`updates` more PPO updates (each a rollout of `rollout` steps per environment, then `epochs` of
+        minibatches); returns the new state and each update's mean episode return. Update i always uses the
+        i-th of `config.updates` keys, so training in chunks gives the same result as in one call."""
+        c, world = self.config, self.world
         p_axis = 0 if per_env else None
         start_states, start_obs = jax.vmap(world.reset, (p_axis,), axis_size=c.envs)(params)
+        keys = jax.random.split(jax.random.wrap_key_data(state.key), c.updates)
+        keys = jax.lax.dynamic_slice_in_dim(keys, state.update, updates)
 
         def env_step(carry, k):
             agent, states, obs = carry
@@ -154,10 +178,15 @@ class PPO:
             episode_return = reward.sum() / jnp.maximum(done.sum(), 1.0)
             return (agent, opt_state, states, obs), episode_return
 
-        (agent, _, _, _), returns = jax.lax.scan(
-            update, (agent, opt_state, start_states, start_obs), jax.random.split(k_run, c.updates)
-        )
-        return agent, {"mean_episode_return": returns}
+        carry = (state.agent, state.opt_state, state.states, state.obs)
+        (agent, opt_state, states, obs), returns = jax.lax.scan(update, carry, keys)
+        return PPOState(agent, opt_state, states, obs, state.update + updates, state.key), returns
+
+    def train(self, key: jax.Array, params: WorldParams, per_env: bool = False) -> tuple[Any, dict]:
+        """The whole training in one call (`init_train`, then every update): (agent, metrics)."""
+        state = self.init_train(key, params, per_env)
+        state, returns = self.train_updates(state, params, self.config.updates, per_env)
+        return state.agent, {"mean_episode_return": returns}
 
     def edit(self, agent: Any, params: WorldParams) -> tuple[jax.Array, jax.Array]:
         """Deterministic roll-out of the policy mean from the start: (return, final canonical weights)."""

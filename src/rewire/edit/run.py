@@ -1,19 +1,20 @@
-"""The editing shell: model and policy files, training an editing policy, applying it to a model."""
+"""The editing shell: model and policy files (rewire's file format), training an editing policy through the
+run loop (`EditorTraining`, resumable), applying it to a model."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rewire.checkpoint import load_checkpoint, save_checkpoint
+from rewire import store
 from rewire.edit.agents import PPO, PPOConfig
 from rewire.edit.classifier import (
     CLASSES,
@@ -35,10 +36,11 @@ from rewire.edit.world import (
     model_head,
     stack_problems,
 )
-from rewire.runs import file_record
+from rewire.loop import Loop, Stopwatch
+from rewire.runs import config_from_json, file_record
 
 MODEL_KINDS = {"unlearn": "rewire.edit/digits-mlp", "bias": "rewire.edit/text-bow"}
-POLICY_KIND = "rewire.edit/policy"
+POLICY_KIND = "rewire.edit/policy"  # a policy file's kind in rewire's format
 TASKS = tuple(MODEL_KINDS)
 
 
@@ -75,9 +77,8 @@ def save_model(
 ) -> Path:
     """The model with its data: the seed, and the user's data file (`runs.file_record`: path and sha256) if
     any."""
-    return save_checkpoint(
-        path, {"kind": MODEL_KINDS[task], "seed": seed, "data_file": source, "params": params}
-    )
+    meta = {"seed": seed, "data_file": source}
+    return store.write(path, MODEL_KINDS[task], store.flatten(params, "params"), meta)
 
 
 def load_model(
@@ -89,10 +90,14 @@ def load_model(
     """(params, data seed, the task's data, the data file's `file_record`). The data file is the one the
     model was trained on, or `data_file` if that file has moved; a file that is not a model of `task`, a
     data file other than the model's, or layer shapes that do not match the data raise."""
-    saved = load_checkpoint(path)
-    if not isinstance(saved, dict) or saved.get("kind") != MODEL_KINDS[task]:
+    saved = store.read(path)
+    if saved.kind != MODEL_KINDS[task]:
         raise ValueError(f"{path}: not a model for the {task} task (expected kind {MODEL_KINDS[task]!r})")
-    seed, recorded = int(saved["seed"]), saved.get("data_file")
+    seed, recorded = saved.meta.get("seed"), saved.meta.get("data_file")
+    if not isinstance(seed, int) or not (
+        recorded is None or isinstance(recorded, dict) and "path" in recorded
+    ):
+        raise store.StoreError(f"{path}: the model's seed or data file record is not valid")
     if recorded is None and data_file is not None:
         raise ValueError(f"{path}: the model was trained on the generated data, not on {data_file}")
     source = None
@@ -106,10 +111,14 @@ def load_model(
         if source["sha256"] != recorded["sha256"]:
             raise ValueError(f"{data_file} is not the data file {path} was trained on (its sha256 differs)")
     data = task_data(task, seed, forget_class, None if source is None else source["path"])
-    expected = jax.tree.map(np.shape, initial_params(task, jax.random.key(0), data))
-    if jax.tree.map(np.shape, saved["params"]) != expected:
-        raise ValueError(f"{path}: the model's layer shapes do not match the {task} task's model")
-    return jax.tree.map(jnp.asarray, saved["params"]), seed, data, source
+    template = jax.eval_shape(lambda key: initial_params(task, key, data), jax.random.key(0))
+    try:
+        params = store.restore(template, saved.group("params"), path)
+    except store.StoreError as err:
+        raise ValueError(
+            f"{path}: the model's layer shapes do not match the {task} task's model ({err})"
+        ) from None
+    return jax.tree.map(jnp.asarray, params), seed, data, source
 
 
 def problem(
@@ -143,6 +152,75 @@ def check_classes(task: str, classes: tuple[int, ...]) -> None:
         raise ValueError(f"classes {list(classes)}: give distinct classes in 0..{CLASSES - 1}")
 
 
+class EditorTraining:
+    """PPO training on an editing problem as a `rewire.loop.Resumable`: `chunk` updates per step."""
+
+    kind = "rewire.edit/ppo"
+    unit = "updates"
+
+    def __init__(self, ppo: PPO, params: WorldParams, key: jax.Array, per_env: bool = False, chunk: int = 10):
+        self.ppo, self.params, self.key, self.chunk = ppo, params, key, chunk
+        self._init = jax.jit(partial(ppo.init_train, per_env=per_env))
+        self._updates = jax.jit(partial(ppo.train_updates, per_env=per_env), static_argnums=2)
+        self.init()
+
+    def init(self) -> None:
+        self.state = self._init(self.key, self.params)
+        self.returns: list[float] = []
+
+    @property
+    def total(self) -> int:
+        return self.ppo.config.updates
+
+    @property
+    def done(self) -> int:
+        return len(self.returns)
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
+
+    def step(self) -> list[dict]:
+        first = self.done
+        self.state, returns = self._updates(self.state, self.params, min(self.chunk, self.total - first))
+        self.returns += np.asarray(returns).tolist()
+        return [
+            {"update": first + i + 1, "mean_episode_return": r} for i, r in enumerate(self.returns[first:])
+        ]
+
+    def note(self) -> str:
+        return f"return {self.returns[-1]:.3f}" if self.returns else ""
+
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
+        return store.flatten(self.state, "ppo") | {"returns": np.asarray(self.returns, np.float64)}, {}
+
+    def restore(self, stored: store.Stored) -> None:
+        template = jax.eval_shape(self._init, self.key, self.params)
+        self.state = jax.tree.map(jnp.asarray, store.restore(template, stored.group("ppo"), stored.path))
+        returns = stored.arrays.get("returns")
+        if returns is None or returns.shape != (int(self.state.update),):
+            raise store.StoreError(
+                f"{stored.path}: the returns do not cover {int(self.state.update)} updates"
+            )
+        self.returns = returns.tolist()
+
+
+def train_ppo(
+    ppo: PPO,
+    params: WorldParams,
+    key: jax.Array,
+    per_env: bool = False,
+    directory: Path | None = None,
+    quiet: bool = True,
+    every: float = 30.0,
+) -> tuple[Any, list[float], Stopwatch]:
+    """Train through the run loop (checkpoints in `directory`, if given): (agent, return per update, the
+    compile-excluded timing)."""
+    training = EditorTraining(ppo, params, key, per_env)
+    watch = Loop(training, directory, every=every, quiet=quiet, description="PPO updates").run()
+    return training.state.agent, training.returns, watch
+
+
 def train_editor(
     task: str,
     model: dict,
@@ -154,10 +232,13 @@ def train_editor(
     key_seed: int,
     classes: tuple[int, ...] = (),
     observe_weights: bool = True,
+    directory: Path | None = None,
+    quiet: bool = True,
+    every: float = 30.0,
 ) -> tuple[dict, dict, dict]:
     """Train PPO on one editing problem, or (`classes`, unlearning) one policy across the problems of several
     forget classes of the same model; returns (policy record, edited params, metrics), the edit and metrics
-    being those of `forget_class`."""
+    being those of `forget_class`. With `directory`, training checkpoints there and resumes from it."""
     check_classes(task, classes)
     config = dataclasses.replace(
         WorldConfig.for_problem(world, task, forget_class), observe_weights=observe_weights
@@ -168,44 +249,60 @@ def train_editor(
     if classes:
         problems = [problem(task, model, task_data(task, seed, c), config, seed)[0] for c in classes]
         train_on = stack_problems(problems, ppo.config.envs)
-    start = time.perf_counter()
-    agent, history = jax.jit(partial(ppo.train, per_env=bool(classes)))(jax.random.key(key_seed), train_on)
+    agent, returns, watch = train_ppo(
+        ppo, train_on, jax.random.key(key_seed), bool(classes), directory, quiet, every
+    )
     weights = ppo.edit(agent, params)[1]
     check_finite(weights, f"{world}world")
-    wall = time.perf_counter() - start
     edited, metrics = measure(weights)
     policy = {
-        "kind": POLICY_KIND,
         "task": task,
-        "world": dataclasses.asdict(config),
-        "ppo": dataclasses.asdict(ppo.config),
+        "world": config,
+        "ppo": ppo.config,
         "trained_on_class": forget_class if task == "unlearn" else None,
         "trained_on_classes": list(classes),
         "agent": agent,
     }
-    metrics = metrics | {
-        "wall_s": wall,
-        "return_per_update": np.asarray(history["mean_episode_return"]).tolist(),
-    }
-    return policy, edited, metrics
+    metrics = metrics | {"wall_s": watch.seconds, "compile_s": watch.compile_seconds}
+    return policy, edited, metrics | {"return_per_update": returns}
+
+
+def save_policy(path: str | os.PathLike, policy: dict) -> Path:
+    """A policy record (`train_editor`'s) in rewire's file format: the agent's arrays, the rest as JSON."""
+    meta = {k: v for k, v in policy.items() if k != "agent"}
+    return store.write(path, POLICY_KIND, store.flatten(policy["agent"], "agent"), meta)
 
 
 def load_policy(path: str | os.PathLike) -> dict:
-    saved = load_checkpoint(path)
-    if not isinstance(saved, dict) or saved.get("kind") != POLICY_KIND:
-        raise ValueError(f"{path}: not a rewire editing policy")
-    return saved
+    """A policy record as `train_editor` returns it (configs rebuilt, the agent's arrays as nested dicts)."""
+    saved = store.read(path)
+    if saved.kind != POLICY_KIND:
+        raise ValueError(f"{path}: not a rewire editing policy (a {saved.kind!r} file)")
+    meta = saved.meta
+    try:
+        world = config_from_json(WorldConfig, meta.get("world"), f"{path}: world")
+        ppo = config_from_json(PPOConfig, meta.get("ppo"), f"{path}: ppo")
+    except (ValueError, TypeError) as err:
+        raise store.StoreError(f"{path}: not a valid editing policy ({err})") from None
+    if meta.get("task") != world.task or not isinstance(meta.get("trained_on_classes"), list):
+        raise store.StoreError(f"{path}: not a valid editing policy (task and classes)")
+    return meta | {"world": world, "ppo": ppo, "agent": store.nested(saved.group("agent"))}
 
 
 def apply_editor(policy: dict, model: dict, data: Split | TextTask, seed: int) -> tuple[dict, dict]:
     """Roll the policy's mean action out on `model` over `data`: (edited params, metrics)."""
-    config = WorldConfig(**policy["world"])
+    config = policy["world"]
     params, measure = problem(config.task, model, data, config, seed)
     world = EditWorld(config, params.w0.shape)
-    if world.obs_dim != policy["agent"]["MLP_0"]["Dense_0"]["kernel"].shape[0]:
-        raise ValueError("the model's edited layer does not have the shape this policy was trained on")
-    ppo = PPO(world, PPOConfig(**{**policy["ppo"], "hidden": tuple(policy["ppo"]["hidden"])}))
-    agent = jax.tree.map(jnp.asarray, policy["agent"])
+    ppo = PPO(world, policy["ppo"])
+    template = jax.eval_shape(ppo.init, jax.random.key(0))
+    try:
+        agent = store.restore(template, store.flatten(policy["agent"]), "the policy")
+    except store.StoreError:
+        raise ValueError(
+            "the model's edited layer does not have the shape this policy was trained on"
+        ) from None
+    agent = jax.tree.map(jnp.asarray, agent)
     weights = jax.jit(ppo.edit)(agent, params)[1]
     check_finite(weights, f"{config.world}world")
     return measure(weights)

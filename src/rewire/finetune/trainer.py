@@ -1,15 +1,15 @@
 """Offline pre-training, then online fine-tuning, for a stack of agents (methods x seeds) in one process.
 
 The algorithm lives in `rewire.finetune.cql` (pure, jitted); this module only orchestrates: data in,
-collection, buffer inserts of finished episodes, evaluation, checkpoints and timing.
+collection, buffer inserts of finished episodes and evaluation, as a `rewire.loop.Resumable` that the run
+loop checkpoints and resumes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
+import os
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +17,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rewire.buffer import Buffer, Transition, buffer_add, buffer_from_transitions, buffer_init
-from rewire.checkpoint import load_checkpoint, save_checkpoint
+from rewire import store
+from rewire.buffer import Transition, buffer_add, buffer_from_transitions, buffer_init
 from rewire.data.episodes import (
     ACTION_CLIP,
     EpisodeDataset,
     episodes_to_transitions,
     label_rewards,
+    load_dataset,
     validate_episodes,
 )
 from rewire.envs import EnvSpec, make_spec
 from rewire.finetune import cql
 from rewire.finetune.metrics import cumulative_regret, dip_depth
-from rewire.progress import Bar
+from rewire.loop import CHECKPOINT, Stopwatch, read_checkpoint
 from rewire.rollout import EpisodeAssembler, make_runner
+from rewire.runs import config_from_json, file_record, read_run_record
 
 METHODS: dict[str, bool] = {"cql": False, "calql": True}  # method -> Cal-QL calibration flag
 
@@ -86,7 +88,10 @@ class FinetuneConfig:
 
 
 class Finetuner:
-    """Holds the full training state; `run` advances it, `state_dict`/`from_state_dict` resume it exactly."""
+    """Holds the full training state of every agent; a `rewire.loop.Resumable` (`Loop(trainer).run()`)."""
+
+    kind = "rewire.calql/finetuner"
+    unit = "steps"
 
     def __init__(self, config: FinetuneConfig, dataset: EpisodeDataset):
         config.validate()
@@ -107,30 +112,31 @@ class Finetuner:
 
         self.flags = np.array([METHODS[m] for m in config.methods for _ in range(config.seeds)])
         self.agent_labels = [f"{m}/seed{s}" for m in config.methods for s in range(config.seeds)]
-        root = jax.random.PRNGKey(config.seed)
+        self.root = jax.random.PRNGKey(config.seed)
+        self.update_watch = Stopwatch()  # gradient updates of this process, compilation excluded
+        self._add = jax.jit(jax.vmap(buffer_add))
+        self.init()
+
+    def init(self) -> None:
+        """Fresh agents, empty online buffers, environments reset, nothing evaluated."""
+        config, num = self.config, len(self.flags)
         # Seed i of every method starts from the same initialisation: a paired comparison.
-        seed_keys = jax.random.split(jax.random.fold_in(root, 0), config.seeds)
+        seed_keys = jax.random.split(jax.random.fold_in(self.root, 0), config.seeds)
         keys = jnp.concatenate([seed_keys] * len(config.methods))
         self.states = jax.vmap(lambda k, f: cql.init(k, self.config.agent, f))(keys, jnp.asarray(self.flags))
-        num = len(self.flags)
         cap = max(config.online_capacity, config.chunk + self.spec.horizon)
         self.online = jax.vmap(lambda _: buffer_init(self.spec.obs_dim, self.spec.act_dim, cap))(
             jnp.arange(num)
         )
-        self.runner = make_runner(self.spec, self.act_fn, num, jax.random.fold_in(root, 1))
+        self.runner = make_runner(self.spec, self.act_fn, num, jax.random.fold_in(self.root, 1))
         self.assembler = EpisodeAssembler(num)
-        self.key = jax.random.fold_in(root, 2)
+        self.key = jax.random.fold_in(self.root, 2)
         self.offline_done = 0
         self.online_done = 0
         self.next_offline_eval = 0
         self.next_online_eval = 0
         self.history: list[dict] = []
         self.switch_probe: dict | None = None
-        self.train_metrics: list[dict] = []
-        self.update_time = 0.0
-        self.updates_timed = 0
-        self._compiled: set[tuple[int, float]] = set()
-        self._add = jax.jit(jax.vmap(buffer_add))
 
     # ------------------------------------------------------------------------------------------- pieces
 
@@ -142,20 +148,14 @@ class Finetuner:
         return k
 
     def _train(self, num_steps: int, mixing: float) -> dict:
-        start = time.perf_counter()
-        self.states, metrics = cql.train_steps(
-            self.states, self.offline, self.online, self.config.agent, num_steps, mixing
-        )
-        metrics = jax.device_get(metrics)
-        elapsed = time.perf_counter() - start
-        signature = (num_steps, mixing)
-        if signature in self._compiled:  # the first call of each shape includes compilation
-            self.update_time += elapsed
-            self.updates_timed += num_steps
-        self._compiled.add(signature)
+        with self.update_watch.time(num_steps):
+            self.states, metrics = cql.train_steps(
+                self.states, self.offline, self.online, self.config.agent, num_steps, mixing
+            )
+            metrics = jax.device_get(metrics)
         return {k: np.asarray(v).tolist() for k, v in metrics.items()}
 
-    def _evaluate(self, phase: str, step: int) -> None:
+    def _evaluate(self, phase: str, step: int) -> dict:
         res = self.runner.evaluate(self.states.params["actor"], self._next_key(), self.config.eval_episodes)
         record = {
             "phase": phase,
@@ -164,6 +164,7 @@ class Finetuner:
             "return": res["return"].mean(1).tolist(),
         }
         self.history.append(record)
+        return record
 
     def _insert(self, finished: list[list[dict[str, np.ndarray]]]) -> None:
         length = self.config.chunk + self.spec.horizon
@@ -214,11 +215,11 @@ class Finetuner:
     # --------------------------------------------------------------------------------------------- loop
 
     @property
-    def total_steps(self) -> int:
+    def total(self) -> int:
         return self.config.offline_steps + self.config.online_steps
 
     @property
-    def done_steps(self) -> int:
+    def done(self) -> int:
         return self.offline_done + self.online_done
 
     @property
@@ -235,58 +236,40 @@ class Finetuner:
             and self._evaluated_now
         )
 
-    def step(self) -> int:
-        """One iteration: an offline block or an online chunk. Returns the progress made (steps)."""
-        cfg = self.config
+    def step(self) -> list[dict]:
+        """One iteration: an offline block or an online chunk (with the evaluations due). Returns the metric
+        rows: {"kind": "train"} with the block's mean losses per agent, {"kind": "eval"} per evaluation."""
+        cfg, rows = self.config, []
         if self.offline_done < cfg.offline_steps:
             if self.offline_done >= self.next_offline_eval:
-                self._evaluate("offline", self.offline_done)
+                rows.append({"kind": "eval", **self._evaluate("offline", self.offline_done)})
                 self.next_offline_eval += cfg.offline_eval_every
             n = min(cfg.offline_block, cfg.offline_steps - self.offline_done)
-            self.train_metrics.append(
-                {"phase": "offline", "step": self.offline_done + n, **self._train(n, 1.0)}
-            )
+            metrics = self._train(n, 1.0)
             self.offline_done += n
-            return n
+            return [*rows, {"kind": "train", "phase": "offline", "step": self.offline_done, **metrics}]
         if self.online_done == 0 and self.switch_probe is None:
             self.switch_probe = {
                 k: np.asarray(v).tolist()
                 for k, v in cql.calibration_probe(self.states, self.probe, cfg.agent).items()
             }
+            rows.append({"kind": "probe", "step": 0, **self.switch_probe})
         at_end = self.online_done >= cfg.online_steps
         if (self.online_done >= self.next_online_eval or at_end) and not self._evaluated_now:
-            self._evaluate("online", self.online_done)
+            rows.append({"kind": "eval", **self._evaluate("online", self.online_done)})
             while self.next_online_eval <= self.online_done:
                 self.next_online_eval += cfg.eval_every
         if at_end:
-            return 0
+            return rows
         traj = self.runner.collect(self.states.params["actor"], self._next_key(), cfg.chunk)
         self._insert(self.assembler.add(traj))
         warm = int(np.min(np.asarray(self.online.size))) >= cfg.online_warmup
         metrics = self._train(cfg.chunk * cfg.utd, cfg.mixing if warm else 1.0)
-        self.train_metrics.append({"phase": "online", "step": self.online_done + cfg.chunk, **metrics})
         self.online_done += cfg.chunk
-        return cfg.chunk
+        return [*rows, {"kind": "train", "phase": "online", "step": self.online_done, **metrics}]
 
-    def run(
-        self,
-        bar: Bar | None = None,
-        max_iterations: int | None = None,
-        checkpoint: str | Path | None = None,
-        checkpoint_every: int = 20,
-    ) -> None:
-        """Advance until done (or `max_iterations`), checkpointing every `checkpoint_every` iterations."""
-        bar = bar or Bar()
-        it = 0
-        while not self.finished and (max_iterations is None or it < max_iterations):
-            before = len(self.history)
-            steps = self.step()
-            it += 1
-            bar.advance(steps, self._eval_note(self.history[-1]) if len(self.history) > before else None)
-            if checkpoint is not None and it % checkpoint_every == 0:
-                save_checkpoint(checkpoint, self.state_dict())
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, self.state_dict())
+    def note(self) -> str:
+        return self._eval_note(self.history[-1]) if self.history else ""
 
     # ------------------------------------------------------------------------------------------ results
 
@@ -310,7 +293,6 @@ class Finetuner:
                 "method": label.split("/")[0],
                 "final_success": float(success[-1, j]),
                 "final_return": float(returns[-1, j]),
-                "updates_per_s": self.updates_per_s,
             }
             if len(steps) and steps[0] == 0:
                 row["success_at_switch"] = float(success[0, j])
@@ -342,61 +324,73 @@ class Finetuner:
 
     @property
     def updates_per_s(self) -> float:
-        """Gradient updates per second of each agent (all agents train together in one vmapped call),
-        compilation excluded."""
-        return self.updates_timed / self.update_time if self.update_time > 0 else float("nan")
+        """Gradient updates per second of each agent (all agents train together in one vmapped call), over
+        the updates this process ran, compilation excluded."""
+        return self.update_watch.rate
 
     # -------------------------------------------------------------------------------------- persistence
 
-    _FIELDS = (
-        "states",
-        "online",
-        "key",
-        "offline_done",
-        "online_done",
-        "next_offline_eval",
-        "next_online_eval",
-        "history",
-        "switch_probe",
-        "train_metrics",
-        "update_time",
-        "updates_timed",
-    )
+    _COUNTERS = ("offline_done", "online_done", "next_offline_eval", "next_online_eval")
 
-    def state_dict(self) -> dict:
-        state = {name: getattr(self, name) for name in self._FIELDS}
-        state.update(
-            config=self.config,
-            offline=self.offline,
-            probe=self.probe,
-            runner=self.runner.state_dict(),
-            pending=self.assembler.pending,
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
+        arrays = (
+            store.flatten(self.states, "agents")
+            | store.flatten(self.online, "online")
+            | {"key": np.asarray(self.key)}
+            | {f"runner/{k}": v for k, v in self.runner.snapshot().items()}
+            | {f"pending/{k}": v for k, v in self.assembler.snapshot().items()}
         )
-        return jax.device_get(state)
+        meta = {name: getattr(self, name) for name in self._COUNTERS}
+        return arrays, meta | {"history": self.history, "switch_probe": self.switch_probe}
 
-    @classmethod
-    def from_state_dict(cls, state: dict) -> Finetuner:
-        self = cls.__new__(cls)
-        config: FinetuneConfig = state["config"]
-        self.spec = make_spec(config.env_id)
-        self.config = config
-        self.scale, self.bias = config.scales(self.spec)
-        to_dev = partial(jax.tree.map, jnp.asarray)
-        self.offline: Buffer = to_dev(state["offline"])
-        self.probe = to_dev(state["probe"])
-        self.flags = np.array([METHODS[m] for m in config.methods for _ in range(config.seeds)])
-        self.agent_labels = [f"{m}/seed{s}" for m in config.methods for s in range(config.seeds)]
-        for name in cls._FIELDS:
-            value = state[name]
-            setattr(self, name, to_dev(value) if name in ("states", "online", "key") else value)
-        self.runner = make_runner(self.spec, self.act_fn, len(self.flags), jax.random.PRNGKey(0))
-        self.runner.load_state_dict(state["runner"])
-        self.assembler = EpisodeAssembler(len(self.flags))
-        self.assembler.pending = state["pending"]
-        self._compiled = set()  # this process compiles afresh: its first calls are not timed
-        self._add = jax.jit(jax.vmap(buffer_add))
-        return self
+    def restore(self, stored: store.Stored) -> None:
+        """The state of a checkpoint written by this configuration (bit-identical continuation)."""
+        meta, source = stored.meta, str(stored.path)
+        if not all(isinstance(meta.get(name), int) for name in self._COUNTERS):
+            raise store.StoreError(f"{source}: the checkpoint lacks the trainer's counters")
+        if not isinstance(meta.get("history"), list):
+            raise store.StoreError(f"{source}: the checkpoint lacks the evaluation history")
+        template = {"agents": self.states, "online": self.online, "key": self.key}
+        arrays = {k: v for k, v in stored.arrays.items() if k.split("/")[0] in template}
+        restored = store.restore(template, arrays, source)
+        self.states = jax.tree.map(jnp.asarray, restored["agents"])
+        self.online = jax.tree.map(jnp.asarray, restored["online"])
+        self.key = jnp.asarray(restored["key"])
+        self.runner.restore(stored.group("runner"), source)
+        self.assembler.restore(stored.group("pending"), source)
+        for name in self._COUNTERS:
+            setattr(self, name, meta[name])
+        self.history, self.switch_probe = meta["history"], meta.get("switch_probe")
 
-    @classmethod
-    def resume(cls, path: str | Path) -> Finetuner:
-        return cls.from_state_dict(load_checkpoint(path))
+
+def dataset_record(path: str | os.PathLike, run_dir: str | os.PathLike) -> dict[str, str]:
+    """The dataset's `file_record`, with the path relative to the run directory when it lies inside it (so
+    the directory can be moved)."""
+    record = file_record(path)
+    where, home = Path(record["path"]), Path(run_dir).resolve()
+    if where.is_relative_to(home):
+        record["path"] = str(where.relative_to(home))
+    return record
+
+
+def load_run(run_dir: str | os.PathLike, restore: bool = True) -> Finetuner:
+    """The trainer of a `rewire calql train` run directory: its config, its dataset (checked against the
+    recorded sha256) and, with `restore`, the state of its last checkpoint."""
+    run_dir = Path(run_dir)
+    record = read_run_record(run_dir)
+    config = config_from_json(FinetuneConfig, record["config"], f"{run_dir}/config.json: config")
+    source = record.get("dataset")
+    if not isinstance(source, dict) or not {"path", "sha256"} <= set(source):
+        raise ValueError(f"{run_dir}/config.json: no dataset record (path and sha256)")
+    path = run_dir / source["path"]
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: its dataset {path} is not there")
+    if file_record(path)["sha256"] != source["sha256"]:
+        raise ValueError(f"{path}: not the dataset {run_dir} was trained on (its sha256 differs)")
+    trainer = Finetuner(config, load_dataset(path, make_spec(config.env_id)))
+    if restore:
+        checkpoint = run_dir / CHECKPOINT
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"{run_dir}: no checkpoint ({CHECKPOINT}) there")
+        trainer.restore(read_checkpoint(checkpoint, Finetuner.kind)[0])
+    return trainer

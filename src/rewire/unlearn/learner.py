@@ -6,6 +6,12 @@ keep the stored value with probability min(1, q/p); at the first rejection refle
 the new law) and replay every later episode with fresh noise. By induction over the released values, the
 whole stored state then has exactly the law of a run in which slot i was empty from the start.
 
+The learner's randomness is a forward-secure key chain (README, "Exact unlearning"): every draw, a node's
+noise or a deletion's coupling uniforms, splits the current link into the next link and the draw's key, and
+only the newest link is kept. The state therefore holds nothing from which the noise of a released node or a
+past coupling draw can be recomputed (short of inverting threefry), and no counter or flag that says which
+nodes were re-drawn: it holds the same fields, with the same law, as a run that never had the user.
+
 All functions are pure and jittable; the state's arrays have static shapes (capacity T), so one compiled
 learner serves every ρ (the calibration is data) and vmaps over seeds, ρ and deletions.
 """
@@ -50,10 +56,10 @@ class LearnerConfig:
 class LearnerState:
     """The learner's whole stored state. Episode t's entries sit at row t - 1.
 
-    t_now: episodes played; user_keys (T, 2): each user's handle (zeros once deleted); present (T,): slot
-    not deleted; traj (T, H, 4): (s, a, r, s') per step; policy (T, H, S): the policy user t played;
-    released (T, d): node values y_t; generation (T,): how often node t was re-released (fresh noise);
-    deletions: deletions done; noise_key, unlearn_key: the learner's randomness; calib: noise and bonus."""
+    t_now: episodes played; user_keys (T, 2): each user's handle (zeros for an empty slot); present (T,):
+    slot not empty; traj (T, H, 4): (s, a, r, s') per step; policy (T, H, S): the policy user t played;
+    released (T, d): node values y_t; chain (2,): the newest link of the key chain (raw key data); calib:
+    noise and bonus constants."""
 
     t_now: jax.Array
     user_keys: jax.Array
@@ -61,10 +67,7 @@ class LearnerState:
     traj: jax.Array
     policy: jax.Array
     released: jax.Array
-    generation: jax.Array
-    deletions: jax.Array
-    noise_key: jax.Array
-    unlearn_key: jax.Array
+    chain: jax.Array
     calib: Calibration
 
 
@@ -90,20 +93,18 @@ class StableUCBVI:
     def init(
         self, key: jax.Array, user_keys: jax.Array, present: jax.Array, calib: Calibration
     ) -> LearnerState:
-        """An empty learner (no episode played) for these users; `present` False marks empty slots."""
-        k_noise, k_unlearn = jax.random.split(key)
+        """An empty learner (no episode played) for these users; `present` False marks empty slots, which
+        hold no handle (as a slot emptied by a deletion)."""
         T, H, S = self.episodes, self.horizon, self.states
+        present = jnp.asarray(present, bool)
         return LearnerState(
             t_now=jnp.asarray(0, jnp.int32),
-            user_keys=jnp.asarray(user_keys, jnp.uint32),
-            present=jnp.asarray(present, bool),
+            user_keys=jnp.where(present[:, None], jnp.asarray(user_keys, jnp.uint32), jnp.uint32(0)),
+            present=present,
             traj=jnp.zeros((T, H, 4), jnp.int32),
             policy=jnp.zeros((T, H, S), jnp.int32),
             released=jnp.zeros((T, self.d)),
-            generation=jnp.zeros(T, jnp.int32),
-            deletions=jnp.asarray(0, jnp.int32),
-            noise_key=jax.random.key_data(k_noise),
-            unlearn_key=jax.random.key_data(k_unlearn),
+            chain=jax.random.key_data(key),
             calib=jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), calib),
         )
 
@@ -188,32 +189,33 @@ class StableUCBVI:
         T, level = self.episodes, jnp.arange(self.n_levels)
         start = state.t_now
         stop = jnp.minimum(stop, start + length)
-        noise_root = jax.random.wrap_key_data(state.noise_key)
 
         def episode(carry, t):
-            sums, values = carry
+            sums, values, chain = carry
             row = jnp.minimum(t, T) - 1
             pi, traj = self._play(state, row, self._prefix(values))
             x = episode_stat(traj, state.present[row], self.states, self.actions)
             k = jax.lax.population_count(lowbit(t) - 1)
             below = (level < k)[:, None]
             s_node = x + self._prefix(jnp.where(below, sums, 0.0))
-            noise_key = jax.random.fold_in(jax.random.fold_in(noise_root, t), state.generation[row])
+            next_chain, noise_key = draw(chain)
             y_node = s_node + state.calib.sigma * jax.random.normal(noise_key, (self.d,))
             at, active = (level == k)[:, None], t <= stop
             sums = jnp.where(active, jnp.where(at, s_node, jnp.where(below, 0.0, sums)), sums)
             values = jnp.where(active, jnp.where(at, y_node, jnp.where(below, 0.0, values)), values)
-            return (sums, values), (traj, pi, y_node)
+            chain = jnp.where(active, next_chain, chain)
+            return (sums, values, chain), (traj, pi, y_node)
 
         times = start + 1 + jnp.arange(length)
-        carry = self._sum_levels(state, start), self._released_levels(state, start)
-        _, (traj, policy, released) = jax.lax.scan(episode, carry, times)
+        carry = self._sum_levels(state, start), self._released_levels(state, start), state.chain
+        (_, _, chain), (traj, policy, released) = jax.lax.scan(episode, carry, times)
         rows = jnp.where(times <= stop, times - 1, T)  # row T is out of range: dropped
         return state.replace(
             t_now=stop.astype(jnp.int32),
             traj=state.traj.at[rows].set(traj, mode="drop"),
             policy=state.policy.at[rows].set(policy, mode="drop"),
             released=state.released.at[rows].set(released, mode="drop"),
+            chain=chain,
         )
 
     # -- unlearning -------------------------------------------------------------------------------------
@@ -227,7 +229,7 @@ class StableUCBVI:
         cum = self._cumulative(self.stats(state))
         x = episode_stat(state.traj[user - 1], state.present[user - 1], self.states, self.actions)
         nodes = nodes_holding(user, self.n_levels)
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.unlearn_key), state.deletions)
+        chain, key = draw(state.chain)
         log_u = jnp.log(jax.random.uniform(key, (self.n_levels,)))
         sigma = state.calib.sigma
 
@@ -247,12 +249,8 @@ class StableUCBVI:
             check, (state.released, jnp.asarray(0, jnp.int32)), (nodes, log_u)
         )
         t_now = state.t_now
-        later = (jnp.arange(1, self.episodes + 1) > tau) & (jnp.arange(1, self.episodes + 1) <= t_now)
         state = self.erase(state, user).replace(
-            released=released,
-            generation=state.generation + (later & (tau > 0)),
-            deletions=state.deletions + 1,
-            t_now=jnp.where(tau > 0, tau, t_now),
+            released=released, chain=chain, t_now=jnp.where(tau > 0, tau, t_now)
         )
         state = self.learn(state, t_now)
         tv = node_tv(jnp.sqrt(x @ x), sigma)
@@ -294,7 +292,7 @@ class StableUCBVI:
 
     def regret(self, state: LearnerState, optimal: jax.Array, user_keys: jax.Array) -> jax.Array:
         """Per-episode regret V*_1(s₁ᵗ) - V^{π_t}_1(s₁ᵗ), with each user's start state from its key (so the
-        curve is defined for every slot); (T,)."""
+        curve is defined for every slot, e.g. against the users of another run); (T,)."""
 
         def one(pi, key):
             start = user_table(self.mdp, jax.random.wrap_key_data(key)).start
@@ -302,6 +300,18 @@ class StableUCBVI:
 
         played = jnp.arange(1, self.episodes + 1) <= state.t_now
         return jnp.where(played, jax.vmap(one)(state.policy, user_keys), 0.0)
+
+    def stored_regret(self, state: LearnerState, optimal: jax.Array) -> jax.Array:
+        """Per-episode regret of the users in the state (zero for empty slots): a function of the stored
+        state alone, as every report persisted beside it must be."""
+        return jnp.where(state.present, self.regret(state, optimal, state.user_keys), 0.0)
+
+
+def draw(chain: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One step of the forward-secure chain: (the next link as raw key data, a key for this draw). The
+    caller keeps only the next link, so this draw cannot be recomputed from what it stores."""
+    link, key = jax.random.split(jax.random.wrap_key_data(chain))
+    return jax.random.key_data(link), key
 
 
 def user_keys(key: jax.Array, episodes: int) -> jax.Array:

@@ -1,10 +1,24 @@
-"""The unlearning shell: an experiment's setup, a learner state kept in a directory, learning in resumable
-chunks, and deletions committed atomically (all of a request or none of it)."""
+"""The unlearning shell: an experiment's setup, a learner whose whole state lives in a directory, learning in
+resumable chunks through the run loop, deletions committed atomically (all of a request or none of it), and
+the export of everything the directory keeps.
+
+What a state directory holds, and why each file is safe after a deletion (README, "Reliability"):
+- `state.ckpt`: the learner state (users' handles, episodes, policies, released nodes, the newest link of
+  the key chain, constants) and the MDP. After a deletion it has exactly the law of a state that never had
+  the user; the checkpoint's metadata holds only the loop's counters, which are functions of the state.
+- `config.json`: the setup without the seed (the seed regenerates every draw, so it is a secret kept apart).
+- `metrics.jsonl`, `results.json`, `regret.png`: rebuilt from the state at every save, so they are functions
+  of it and carry nothing of a deleted user.
+- `deletions.json`: the documented deletion log, ids and times only, kept apart from the learner state.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import calendar
+import json
+import math
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,18 +27,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rewire.checkpoint import load_checkpoint, save_checkpoint
-from rewire.progress import progress_bar
+from rewire import store
+from rewire.loop import METRICS, Loop, jsonl, read_checkpoint, write_checkpoint
+from rewire.runs import RECORD, config_from_json, read_json, read_run_record, record_run, write_json
 from rewire.unlearn.learner import LearnerConfig, LearnerState, StableUCBVI, user_keys
 from rewire.unlearn.mdp import TabularMDP, make_mdp, optimal_values
 
 STATE_FILE = "state.ckpt"
+LOG_FILE = "deletions.json"
+REPORTS = (METRICS, "results.json", "regret.png")
+CHUNKS = 20  # learning saves after every 1/20 of the episodes
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+SEED_NOTE = "not stored: a seed regenerates every draw of the learner (README, Exact unlearning)"
 
 
 @dataclass(frozen=True)
 class Setup:
-    """Everything that defines a run: the MDP, the learner and the seed (which drives the MDP, the users'
-    response tables and the learner's noise through independent streams)."""
+    """Everything public that defines a run: the MDP family and size, and the learner. The seed is not part
+    of it: it drives the MDP, the users' response tables and the learner's key chain (`seed_key`), and is a
+    secret once users can be deleted."""
 
     mdp: str = "random"
     states: int = 4
@@ -34,89 +55,196 @@ class Setup:
     rho: float | None = 0.1
     bonus: str = "practical"
     delta: float = 0.05
-    seed: int = 0
 
-    def build(self) -> tuple[TabularMDP, StableUCBVI]:
+    def learner(self, mdp: TabularMDP) -> StableUCBVI:
         with jax.enable_x64(True):
-            mdp = make_mdp(self.mdp, self.states, self.actions, self.horizon, self.key(0))
             learner = StableUCBVI(mdp, LearnerConfig(self.episodes, self.rho, self.delta, self.bonus))
             learner.calibration()  # validates rho, delta and the bonus now
-        return mdp, learner
+        return learner
 
-    def key(self, stream: int) -> jax.Array:
-        """Stream 0: the MDP; 1: the users; 2: the learner; 3+: verification trials."""
-        return jax.random.fold_in(jax.random.key(self.seed), stream)
-
-    def users(self) -> jax.Array:
+    def build(self, seed: int) -> tuple[TabularMDP, StableUCBVI]:
         with jax.enable_x64(True):
-            return user_keys(self.key(1), self.episodes)
+            mdp = make_mdp(self.mdp, self.states, self.actions, self.horizon, seed_key(seed, 0))
+        return mdp, self.learner(mdp)
+
+    def users(self, seed: int) -> jax.Array:
+        with jax.enable_x64(True):
+            return user_keys(seed_key(seed, 1), self.episodes)
+
+
+def seed_key(seed: int, stream: int) -> jax.Array:
+    """Stream 0: the MDP; 1: the users; 2: the learner's key chain; 3+: verification and benchmarks."""
+    return jax.random.fold_in(jax.random.key(seed), stream)
+
+
+def fresh_seed() -> int:
+    """A seed from the operating system's entropy, for runs that need no reproducibility."""
+    return secrets.randbits(63)
+
+
+def mdp_arrays(mdp: TabularMDP) -> dict[str, np.ndarray]:
+    return {f"mdp/{k}": np.asarray(v) for k, v in mdp._asdict().items()}
 
 
 class Session:
-    """One learner and its stored state. `Session(setup)` starts empty; `Session.open(dir)` reloads."""
+    """One learner and its stored state, a `rewire.loop.Resumable`: `Session.create(setup, seed)` starts
+    one, `Session.open(directory)` reloads it."""
 
-    def __init__(self, setup: Setup, state: LearnerState | None = None, log: list[dict] | None = None):
-        self.setup = setup
-        self.mdp, self.learner = setup.build()
-        self.users = setup.users()
+    kind = "rewire.unlearn/learner"
+    unit = "episodes"
+
+    def __init__(self, setup: Setup, mdp: TabularMDP, state: LearnerState):
+        self.setup, self.mdp = setup, mdp
+        self.learner = setup.learner(mdp)
+        self.state = state
         self._learn = jax.jit(self.learner.learn)
         self._delete = jax.jit(self.learner.delete)
         self._audit = jax.jit(self.learner.audit)
-        with jax.enable_x64(True):
-            if state is None:
-                present = jnp.ones(setup.episodes, bool)
-                state = self.learner.init(setup.key(2), self.users, present, self.learner.calibration())
-            self.state = state
-        self.log = log or []
-
-    # -- persistence ------------------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Atomic: the file holds either the previous state or this one, never a mix (and the previous
-        one, with any deleted user's data, is gone once the rename commits)."""
-        payload = {"setup": dataclasses.asdict(self.setup), "state": self.state, "log": self.log}
-        path = save_checkpoint(Path(directory) / STATE_FILE, payload)
-        for stale in Path(directory).glob(f"{STATE_FILE}.*.tmp"):  # left by a process killed mid-save
-            stale.unlink(missing_ok=True)
-        return path
+        self._regret = jax.jit(self.learner.stored_regret)
+        self.stop = setup.episodes  # where `step` stops learning
 
     @classmethod
-    def open(cls, directory: str | os.PathLike) -> Session:
-        path = Path(directory) / STATE_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"{directory}: no learner state ({STATE_FILE}) there")
-        saved = load_checkpoint(path)
+    def create(cls, setup: Setup, seed: int | None = None, absent: tuple[int, ...] = ()) -> Session:
+        """An empty learner; `seed` None draws one from the OS (and nothing keeps it). `absent` users' slots
+        are empty from the start (the run in which they never came)."""
+        seed = fresh_seed() if seed is None else seed
+        mdp, learner = setup.build(seed)
         with jax.enable_x64(True):
-            state = jax.tree.map(jnp.asarray, saved["state"])
-        return cls(Setup(**saved["setup"]), state, saved["log"])
+            present = jnp.ones(setup.episodes, bool)
+            if absent:
+                present = present.at[jnp.asarray(absent) - 1].set(False)
+            state = learner.init(seed_key(seed, 2), setup.users(seed), present, learner.calibration())
+        return cls(setup, mdp, state)
 
-    # -- learning ---------------------------------------------------------------------------------------
+    # -- the run loop's interface -----------------------------------------------------------------------
     @property
     def t_now(self) -> int:
         return int(self.state.t_now)
 
-    def learn(
-        self,
-        stop: int | None = None,
-        directory: str | os.PathLike | None = None,
-        chunks: int = 20,
-        quiet: bool = True,
-    ) -> Session:
-        """Play episodes up to `stop` (default: all); with `directory`, save after each chunk so a killed run
-        resumes where it stopped."""
+    @property
+    def total(self) -> int:
+        return self.setup.episodes
+
+    @property
+    def done(self) -> int:
+        return self.t_now
+
+    @property
+    def finished(self) -> bool:
+        return self.t_now >= self.stop
+
+    def init(self) -> None:
+        """A session holds its state from the start (`create`, or `open`); a state directory always has a
+        checkpoint, written when it is created."""
+
+    def step(self) -> list[dict]:
+        """Learn one chunk (1/20 of the episodes) towards `stop`."""
+        size = max(1, self.setup.episodes // CHUNKS)
+        with jax.enable_x64(True):
+            self.state = self._learn(self.state, min(self.stop, self.t_now + size))
+        return [self._row(self.t_now)]
+
+    def note(self) -> str:
+        return f"cumulative regret {self.cumulative_regret()[-1]:.1f}" if self.t_now else ""
+
+    def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The learner state and the MDP; the metadata is empty (nothing but arrays describes a learner)."""
+        with jax.enable_x64(True):
+            return store.flatten(self.state, "learner") | mdp_arrays(self.mdp), {}
+
+    def restore(self, stored: store.Stored) -> None:
+        with jax.enable_x64(True):
+            self.state = jax.tree.map(
+                jnp.asarray, store.restore(self.state, stored.group("learner"), stored.path)
+            )
+
+    def rebuild_metrics(self) -> list[dict]:
+        """The metrics stream, recomputed from the state (it is a function of it)."""
+        size = max(1, self.setup.episodes // CHUNKS)
+        ends = sorted({min(t, self.setup.episodes) for t in range(size, self.t_now + size, size)} - {0})
+        return [self._row(t) for t in ends if t <= self.t_now]
+
+    def _row(self, t: int) -> dict:
+        return {"episodes": t, "cumulative_regret": float(self.cumulative_regret()[t - 1])}
+
+    # -- persistence ------------------------------------------------------------------------------------
+    def loop(self, directory: str | os.PathLike, quiet: bool = True, every: float = 0.0) -> Loop:
+        return Loop(self, Path(directory), STATE_FILE, every, quiet, "episodes")
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Commit the state atomically (and the setup's config.json, once), then rebuild the reports from
+        it. The reports are removed first, so a crash at any moment leaves no report of an earlier state (a
+        deleted user's) beside a newer one; the next save or `rewire unlearn simulate --resume` rebuilds
+        them."""
+        directory = Path(directory)
+        for name in REPORTS:
+            (directory / name).unlink(missing_ok=True)
+        if not (directory / RECORD).exists():
+            record_run(directory, self.setup, None, seed_note=SEED_NOTE)
+        metrics = jsonl(self.rebuild_metrics())
+        path = write_checkpoint(directory / STATE_FILE, self, len(metrics))
+        store.remove_temporaries(directory)
+        store.write_bytes(directory / REPORTS[0], metrics)
+        self.write_reports(directory)
+        return path
+
+    def write_reports(self, directory: Path) -> None:
+        """results.json and regret.png, from the state alone."""
+        from rewire.report import plot_curves
+
+        cumulative = self.cumulative_regret()
+        write_json(
+            directory / "results.json",
+            {"setup": self.setup, "episodes": self.t_now, "cumulative_regret": cumulative},
+        )
+        if len(cumulative):
+            plot_curves(
+                directory / "regret.png",
+                range(1, len(cumulative) + 1),
+                {f"rho {self.setup.rho}": cumulative},
+                "episodes",
+                "cumulative regret",
+                f"{self.setup.mdp}, {self.setup.bonus} bonus",
+            )
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike) -> Session:
+        directory = Path(directory)
+        if not (directory / STATE_FILE).exists():
+            raise FileNotFoundError(f"{directory}: no learner state ({STATE_FILE}) there")
+        setup = config_from_json(Setup, read_run_record(directory)["config"], f"{directory}/config.json")
+        stored, _ = read_checkpoint(directory / STATE_FILE, cls.kind)
+        shapes = {"transitions": 4, "reward_mean": 3, "initial": 1}
+        mdp_parts = stored.group("mdp")
+        if set(mdp_parts) != set(shapes) or any(mdp_parts[k].ndim != n for k, n in shapes.items()):
+            raise store.StoreError(f"{stored.path}: no valid MDP (transitions, reward_mean, initial) inside")
+        with jax.enable_x64(True):
+            mdp = TabularMDP(**{k: jnp.asarray(v) for k, v in mdp_parts.items()})
+            if mdp.shape != (setup.states, mdp.shape[1], setup.horizon):
+                raise store.StoreError(f"{stored.path}: its MDP does not fit the setup in config.json")
+            learner = setup.learner(mdp)
+            template = jax.eval_shape(
+                learner.init,
+                jax.random.key(0),
+                jnp.zeros((setup.episodes, 2), jnp.uint32),
+                jnp.ones(setup.episodes, bool),
+                learner.calibration(),
+            )
+            state = store.restore(template, stored.group("learner"), stored.path)
+            state = jax.tree.map(jnp.asarray, state)
+        return cls(setup, mdp, state)
+
+    # -- learning ---------------------------------------------------------------------------------------
+    def learn(self, stop: int | None = None) -> Session:
+        """Play episodes up to `stop` (default: all), in memory; `loop(directory).run()` does the same with
+        checkpoints."""
         stop = self.setup.episodes if stop is None else stop
         if not self.t_now <= stop <= self.setup.episodes:
             raise ValueError(
                 f"can learn up to episode {self.setup.episodes} from {self.t_now}, not to {stop}"
             )
-        size = max(1, self.setup.episodes // chunks)
-        with progress_bar("episodes", self.setup.episodes, quiet) as bar, jax.enable_x64(True):
-            bar.advance(self.t_now)
-            while self.t_now < stop:
-                before = self.t_now
-                self.state = self._learn(self.state, min(stop, before + size))
-                if directory is not None:
-                    self.save(directory)
-                bar.advance(self.t_now - before)
+        with jax.enable_x64(True):
+            self.state = self._learn(self.state, stop)
         return self
 
     # -- unlearning -------------------------------------------------------------------------------------
@@ -135,7 +263,9 @@ class Session:
 
     def delete(self, users: list[int], directory: str | os.PathLike | None = None) -> list[dict]:
         """Unlearn `users` one after the other, then (with `directory`) commit the new state in one atomic
-        write. Bad ids raise before anything changes. Returns one report per user."""
+        write and add the ids, with the time, to the deletion log. Bad ids raise before anything changes.
+        Returns one report per user (what it cost; it is printed, never stored: whether a node was kept
+        depends on the deleted user's data)."""
         self.check_users(users)
         state, reports = self.state, []
         with jax.enable_x64(True):
@@ -152,9 +282,10 @@ class Session:
                         "wall_s": time.perf_counter() - start,
                     }
                 )
-        self.state, self.log = state, self.log + reports
+        self.state = state
         if directory is not None:
             self.save(directory)
+            log_deletions(directory, users, np.flatnonzero(~np.asarray(state.present)) + 1)
         return reports
 
     def audit(self) -> bool:
@@ -163,7 +294,55 @@ class Session:
             return bool(self._audit(self.state))
 
     def regret(self) -> np.ndarray:
-        """Per-episode regret of the episodes played."""
+        """Per-episode regret of the episodes played (zero for empty slots)."""
         with jax.enable_x64(True):
-            optimal = optimal_values(self.mdp)
-            return np.asarray(self.learner.regret(self.state, optimal, self.users))[: self.t_now]
+            return np.asarray(self._regret(self.state, optimal_values(self.mdp)))[: self.t_now]
+
+    def cumulative_regret(self) -> np.ndarray:
+        return self.regret().cumsum()
+
+
+def log_deletions(directory: str | os.PathLike, users: list[int], absent: np.ndarray) -> list[dict]:
+    """Append `users` with the current UTC time to the deletion log. Absent slots the log lacks (a process
+    killed between committing a deletion and logging it) are added with time null."""
+    path = Path(directory) / LOG_FILE
+    log = read_json(path) if path.exists() else []
+    if not isinstance(log, list) or not all(isinstance(e, dict) and "user" in e for e in log):
+        raise ValueError(f"{path}: not a deletion log (a list of {{user, time}})")
+    logged = {e["user"] for e in log}
+    now = time.strftime(TIME_FORMAT, time.gmtime())
+    missing = [int(u) for u in absent if int(u) not in logged and int(u) not in users]
+    log += [{"user": u, "time": None} for u in missing] + [{"user": u, "time": now} for u in users]
+    write_json(path, log)
+    return log
+
+
+def export_arrays(directory: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array a state directory holds, by name: the state file's (`state/...`), the metrics stream's
+    and the results' columns, and the deletion log's ids and times (POSIX seconds, NaN if unknown)."""
+    directory = Path(directory)
+    stored, loop = read_checkpoint(directory / STATE_FILE, Session.kind)
+    out = {f"state/{k}": v for k, v in stored.arrays.items()}
+    out |= {f"state/loop/{k}": np.asarray(v) for k, v in loop.items()}
+    metrics = directory / REPORTS[0]
+    if metrics.exists():
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+        for key in ("episodes", "cumulative_regret"):
+            out[f"metrics/{key}"] = np.asarray([r[key] for r in rows], np.float64)
+    results = directory / "results.json"
+    if results.exists():
+        data = read_json(results)
+        out["results/episodes"] = np.asarray(data["episodes"])
+        out["results/cumulative_regret"] = np.asarray(data["cumulative_regret"], np.float64)
+    log = directory / LOG_FILE
+    if log.exists():
+        entries = read_json(log)
+        out["deletions/user"] = np.asarray([e["user"] for e in entries], np.int64)
+        out["deletions/time"] = np.asarray(
+            [
+                math.nan if e["time"] is None else calendar.timegm(time.strptime(e["time"], TIME_FORMAT))
+                for e in entries
+            ],
+            np.float64,
+        )
+    return out

@@ -2,8 +2,11 @@
 
 For one fixed data set (MDP and users), N independent learner seeds learn and then delete (the procedure
 under test), and N other seeds retrain with the deleted slots empty from the start. Fixed functions of the
-final stored state (the next greedy policy, the policy after the deleted slot, noisy totals and fixed
-projections of the released statistics, the replay audit) are compared with two-sample tests, Holm-corrected.
+final stored state are compared with two-sample tests, Holm-corrected: the next greedy policy, the policy
+after the deleted slot, noisy totals and fixed projections of the released statistics, the replay audit,
+and a fixed random projection of *every* array the state file stores (`Session.snapshot`: handles,
+presence, episodes, policies, nodes, the key chain, constants) and of the regret curve rebuilt from it, so
+that nothing persisted can tell the two arms apart.
 Two deliberately wrong deletions must be rejected by the same tests: `no_op` (erase the raw data, keep the
 tree) and `drop_without_coupling` (subtract the user's statistic from the nodes holding it, replay nothing).
 """
@@ -11,6 +14,7 @@ tree) and `drop_without_coupling` (subtract the user's statistic from the nodes 
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +22,10 @@ import numpy as np
 from scipy import stats
 
 from rewire.progress import progress_bar
+from rewire.store import named_leaves
 from rewire.unlearn.learner import LearnerState, StableUCBVI
-from rewire.unlearn.session import Setup
+from rewire.unlearn.mdp import optimal_values
+from rewire.unlearn.session import Setup, seed_key
 from rewire.unlearn.tree import episode_stat, nodes_holding, stat_blocks
 
 CATEGORICAL = ("final_policy", "next_policy")
@@ -72,13 +78,21 @@ def indicator_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.fisher_exact(table).pvalue)
 
 
+def projection(name: str, value: jax.Array) -> jax.Array:
+    """A fixed random projection of one stored array (the direction depends only on the array's name), as
+    float64: any difference in law between the arms that this direction sees shows in a KS test."""
+    flat = value.reshape(-1).astype(jnp.float64)
+    direction = jax.random.normal(jax.random.key(zlib.crc32(name.encode())), flat.shape, jnp.float64)
+    return flat @ direction
+
+
 def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
     """p-value per statistic present in both samples."""
     out = {}
     for name in a:
         if name in CATEGORICAL:
             out[name] = categorical_p(a[name], b[name])
-        elif name in CONTINUOUS:
+        elif name in CONTINUOUS or name.startswith("stored/"):
             out[name] = float(stats.ks_2samp(a[name], b[name]).pvalue)
         else:
             out[name] = indicator_p(a[name], b[name])
@@ -88,18 +102,19 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, flo
 class Verifier:
     """Learners for every arm, vmapped over trials; `run()` returns the JSON-ready result."""
 
-    def __init__(self, setup: Setup, trials: int, alpha: float = 0.01):
+    def __init__(self, setup: Setup, trials: int, alpha: float = 0.01, seed: int = 0):
         if trials < 20:
             raise ValueError(f"need at least 20 trials per arm, got {trials}")
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-        self.setup, self.trials, self.alpha = setup, trials, alpha
-        self.mdp, self.learner = setup.build()
-        self.users = setup.users()
+        self.setup, self.trials, self.alpha, self.seed = setup, trials, alpha, seed
+        self.mdp, self.learner = setup.build(seed)
+        self.users = setup.users(seed)
         self.scenarios = scenarios(setup.episodes)
         with jax.enable_x64(True):
             self.calib = self.learner.calibration()
             self.direction = jax.random.normal(jax.random.key(12345), (self.learner.d,))
+            self.optimal = optimal_values(self.mdp)
         learner = self.learner
         self._init = jax.jit(jax.vmap(learner.init, (0, None, None, None)))
         self._learn = jax.jit(jax.vmap(learner.learn, (0, None)))
@@ -114,6 +129,7 @@ class Verifier:
         code = lambda pi: (pi.ravel() * A ** jnp.arange(pi.size)).sum()  # noqa: E731
         prefix = learner.prefix(state, state.t_now)
         visits, _, rewards = stat_blocks(prefix, learner.states, learner.actions, learner.horizon)
+        stored = named_leaves(state, "learner") | {"regret_curve": learner.stored_regret(state, self.optimal)}
         return {
             "final_policy": code(learner.plan(prefix, state.calib)),
             "next_policy": code(state.policy[jnp.minimum(first, learner.episodes - 1)]),
@@ -122,12 +138,12 @@ class Verifier:
             "prefix_projection": prefix @ self.direction,
             "node_projection": state.released[first - 1] @ self.direction,
             "replay_consistent": learner.audit(state),
-        }
+        } | {f"stored/{name}": projection(name, value) for name, value in stored.items()}
 
     def _arm(self, arm: str, users: list[int], pause: int | None, stream: int) -> dict[str, np.ndarray]:
         T = self.setup.episodes
         with jax.enable_x64(True):
-            keys = jax.random.split(self.setup.key(stream), self.trials)
+            keys = jax.random.split(seed_key(self.seed, stream), self.trials)
             present = jnp.ones(T, bool)
             if arm == "retrain":
                 present = present.at[jnp.asarray(users) - 1].set(False)
@@ -165,7 +181,8 @@ class Verifier:
         min_adj = {arm: min(values.values()) for arm, values in adjusted.items()}
         return {
             "config": dataclasses.asdict(self.setup)
-            | {"trials": self.trials, "alpha": self.alpha, "correction": "holm", "scenarios": self.scenarios},
+            | {"seed": self.seed, "trials": self.trials, "alpha": self.alpha, "correction": "holm"}
+            | {"scenarios": self.scenarios},
             "exact": {
                 "p_values": p["unlearn"],
                 "holm_adjusted": adjusted["unlearn"],
