@@ -80,6 +80,22 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path}: not a JSON file ({err})") from None
 
 
+def read_jsonl(path: str | os.PathLike) -> list:
+    """A JSON Lines file (a metrics stream), or a one-line `ValueError` naming the file and line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except ValueError as err:
+            raise ValueError(f"{path}, line {number}: not valid JSON ({err})") from None
+    return rows
+
+
 # ------------------------------------------------------------------------------ configs from their JSON
 
 

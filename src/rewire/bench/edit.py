@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from functools import partial
 
 import jax
@@ -22,18 +21,12 @@ from rewire.edit.classifier import CLASSES, digits_split, unlearning_metrics
 from rewire.edit.run import pretrain, problem, task_data, train_ppo
 from rewire.edit.text import balanced_finetune, reweighting
 from rewire.edit.world import EditWorld, WorldConfig, stack_problems
+from rewire.loop import Stopwatch
 from rewire.progress import progress_bar
 from rewire.runs import file_record, versions
 
 TASKS = ("unlearn", "bias")
 WORLD_NAMES = {"mask": "maskworld", "shift": "shiftworld"}
-
-
-def _compiled(fn, *args):
-    """(compiled fn, compile seconds): wall times below exclude compilation."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    return compiled, time.perf_counter() - start
 
 
 def _agents(config: WorldConfig, params, keys, steps: int) -> dict[str, tuple]:
@@ -54,9 +47,14 @@ def _agents(config: WorldConfig, params, keys, steps: int) -> dict[str, tuple]:
             (ppo, agent),
         )
     }
-    search, compile_s = _compiled(partial(cem, world, config=CEMConfig(total_steps=steps)), params, keys[3])
-    (best, _), wall = timed(search, params, keys[3])
-    out["cem"] = (world.rollout(params, best)[1], {"wall_s": wall, "compile_s": compile_s}, None)
+    search, watch = jax.jit(partial(cem, world, config=CEMConfig(total_steps=steps))), Stopwatch()
+    with watch.time():
+        best, _ = jax.block_until_ready(search(params, keys[3]))
+    out["cem"] = (
+        world.rollout(params, best)[1],
+        {"wall_s": watch.seconds, "compile_s": watch.compile_seconds},
+        None,
+    )
     return out
 
 

@@ -72,8 +72,9 @@ def differences(a: dict[str, object], b: dict[str, object]) -> list[str]:
 
 @dataclass
 class Reference:
-    """An uninterrupted run: its files, how long it took, and when its run directory appeared."""
+    """An uninterrupted run: its directory and files, how long it took, and when its directory appeared."""
 
+    directory: Path
     files: dict[str, object]
     seconds: float
     directory_at: float
@@ -92,7 +93,7 @@ def reference(system: str, work: Path) -> Reference:
     if proc.returncode != 0:
         raise RuntimeError(f"{system}: the reference run failed: {proc.stderr.read().decode()[-2000:]}")
     directory = run_dir(out)
-    return Reference(fingerprint(directory), seconds, directory_at or seconds)
+    return Reference(directory, fingerprint(directory), seconds, directory_at or seconds)
 
 
 @dataclass

@@ -8,19 +8,23 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's input errors into one red line and exit code 2, instead of a traceback."""
+    """Turn the library's input errors (and the operating system's: a missing file, a full disk) into one
+    red line and exit code 2, instead of a traceback. The message is printed as it is (no rich markup, so
+    `[brackets]` survive) and never wrapped."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError) as err:
-            console.print(f"[red]error:[/red] {err}")
+        except (ValueError, OSError) as err:
+            message = " ".join(str(err).split())
+            console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
             raise typer.Exit(2) from err
 
     return wrapper

@@ -68,7 +68,6 @@ def train_cmd(
         except (KeyError, TypeError):
             raise ValueError(f"{resume}/config.json: not the record of an editing run") from None
         params, data_seed, task_set, source = load_model(run_dir / "model.ckpt", task, forget_class)
-        console.print(f"resuming {run_dir}")
     else:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")

@@ -94,7 +94,17 @@ def _binary(value: object, name: str, where: str) -> int:
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, fields) per row of a CSV file with a header, or of a JSON Lines file."""
+    """(line number, fields) per row of a CSV file with a header, or of a JSON Lines file; a file that is
+    not UTF-8 text, or not CSV, raises a `ValueError` naming it."""
+    try:
+        yield from _parse_records(path)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except csv.Error as err:
+        raise ValueError(f"{path}: not a CSV file ({err})") from None
+
+
+def _parse_records(path: Path) -> Iterator[tuple[int, dict]]:
     with path.open(newline="", encoding="utf-8") as f:
         if path.suffix.lower() == ".csv":
             reader = csv.DictReader(f)

@@ -15,7 +15,6 @@ What a state directory holds, and why each file is safe after a deletion (README
 from __future__ import annotations
 
 import calendar
-import json
 import math
 import os
 import secrets
@@ -29,7 +28,15 @@ import numpy as np
 
 from rewire import store
 from rewire.loop import METRICS, Loop, jsonl, read_checkpoint, write_checkpoint
-from rewire.runs import RECORD, config_from_json, read_json, read_run_record, record_run, write_json
+from rewire.runs import (
+    RECORD,
+    config_from_json,
+    read_json,
+    read_jsonl,
+    read_run_record,
+    record_run,
+    write_json,
+)
 from rewire.unlearn.learner import LearnerConfig, LearnerState, StableUCBVI, user_keys
 from rewire.unlearn.mdp import TabularMDP, make_mdp, optimal_values
 
@@ -282,10 +289,12 @@ class Session:
                         "wall_s": time.perf_counter() - start,
                     }
                 )
-        self.state = state
         if directory is not None:
+            log = read_log(directory)  # a bad log is refused before anything is committed
+            self.state = state
             self.save(directory)
-            log_deletions(directory, users, np.flatnonzero(~np.asarray(state.present)) + 1)
+            write_log(directory, log, users, np.flatnonzero(~np.asarray(state.present)) + 1)
+        self.state = state
         return reports
 
     def audit(self) -> bool:
@@ -302,19 +311,34 @@ class Session:
         return self.regret().cumsum()
 
 
-def log_deletions(directory: str | os.PathLike, users: list[int], absent: np.ndarray) -> list[dict]:
-    """Append `users` with the current UTC time to the deletion log. Absent slots the log lacks (a process
-    killed between committing a deletion and logging it) are added with time null."""
+def read_log(directory: str | os.PathLike) -> list[dict]:
+    """The deletion log: a list of {user, time} (empty if there is none yet)."""
     path = Path(directory) / LOG_FILE
     log = read_json(path) if path.exists() else []
-    if not isinstance(log, list) or not all(isinstance(e, dict) and "user" in e for e in log):
+    if not isinstance(log, list) or not all(isinstance(e, dict) and set(e) == {"user", "time"} for e in log):
         raise ValueError(f"{path}: not a deletion log (a list of {{user, time}})")
+    return log
+
+
+def write_log(
+    directory: str | os.PathLike, log: list[dict], users: list[int], absent: np.ndarray
+) -> list[dict]:
+    """Append `users` with the current UTC time to the deletion log. Absent slots the log lacks (a process
+    killed between committing a deletion and logging it) are added with time null."""
     logged = {e["user"] for e in log}
     now = time.strftime(TIME_FORMAT, time.gmtime())
     missing = [int(u) for u in absent if int(u) not in logged and int(u) not in users]
-    log += [{"user": u, "time": None} for u in missing] + [{"user": u, "time": now} for u in users]
-    write_json(path, log)
+    log = log + [{"user": u, "time": None} for u in missing] + [{"user": u, "time": now} for u in users]
+    write_json(Path(directory) / LOG_FILE, log)
     return log
+
+
+def column(path: Path, rows: list, key: str) -> np.ndarray:
+    """rows[i][key] for every row, as float64 (a missing or non-numeric value names the file)."""
+    try:
+        return np.asarray([row[key] for row in rows], np.float64)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: no numeric {key!r} in every row") from None
 
 
 def export_arrays(directory: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -326,17 +350,18 @@ def export_arrays(directory: str | os.PathLike) -> dict[str, np.ndarray]:
     out |= {f"state/loop/{k}": np.asarray(v) for k, v in loop.items()}
     metrics = directory / REPORTS[0]
     if metrics.exists():
-        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+        rows = read_jsonl(metrics)
         for key in ("episodes", "cumulative_regret"):
-            out[f"metrics/{key}"] = np.asarray([r[key] for r in rows], np.float64)
+            out[f"metrics/{key}"] = column(metrics, rows, key)
     results = directory / "results.json"
     if results.exists():
         data = read_json(results)
-        out["results/episodes"] = np.asarray(data["episodes"])
-        out["results/cumulative_regret"] = np.asarray(data["cumulative_regret"], np.float64)
-    log = directory / LOG_FILE
-    if log.exists():
-        entries = read_json(log)
+        if not isinstance(data, dict):
+            raise ValueError(f"{results}: not the results of an unlearning run")
+        for key in ("episodes", "cumulative_regret"):
+            out[f"results/{key}"] = column(results, [data], key)[0]
+    if (directory / LOG_FILE).exists():
+        entries = read_log(directory)
         out["deletions/user"] = np.asarray([e["user"] for e in entries], np.int64)
         out["deletions/time"] = np.asarray(
             [
