@@ -119,6 +119,25 @@ def test_ppo_per_env_problems_match_one_shared_problem(pretrained):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_ppo_in_chunks_of_the_run_loop_equals_all_updates_in_one_call(pretrained, tmp_path):
+    from rewire.edit.run import EditorTraining
+    from rewire.loop import Loop
+
+    params, split = pretrained
+    config = WorldConfig(world="shift")
+    world_params = make_params(params, split, config)
+    ppo = PPO(EditWorld(config), PPOConfig(total_steps=3500))  # 7 updates
+    state = jax.jit(ppo.init_train)(jax.random.key(0), world_params)
+    whole, returns = jax.jit(ppo.train_updates, static_argnums=2)(state, world_params, 7)
+    training = EditorTraining(ppo, world_params, jax.random.key(0), chunk=3)  # chunks of 3, 3 and 1
+    Loop(training, tmp_path, every=0, quiet=True).run(max_steps=1)
+    resumed = EditorTraining(ppo, world_params, jax.random.key(0), chunk=3)
+    Loop(resumed, tmp_path, every=0, quiet=True).run()
+    assert resumed.returns == np.asarray(returns).tolist()
+    for a, b in zip(jax.tree.leaves(whole.agent), jax.tree.leaves(resumed.state.agent), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bad_world_task_and_non_finite_edits_raise(pretrained):
     from rewire.bench.edit import run_edit_benchmark
     from rewire.edit.run import check_finite

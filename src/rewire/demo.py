@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rewire.report import Section, write_report
-from rewire.runs import new_run_dir, record_run, versions, write_json
+from rewire.runs import create_run_dir, record_run, versions, write_json
 
 SectionFn = Callable[[Path, int, bool], tuple[dict, Section]]
 
@@ -266,8 +266,7 @@ def run_demo(out: Path, seed: int = 0, quiet: bool = False, only: list[str] | No
     unknown = sorted(set(only or []) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown demo section(s) {unknown}; choose from {sorted(SECTIONS)}")
-    run_dir = new_run_dir(out, "demo")
-    record_run(run_dir, {"sections": only or list(SECTIONS)}, seed)
+    run_dir = create_run_dir(out, "demo", lambda d: record_run(d, {"sections": only or list(SECTIONS)}, seed))
     summary: dict = {"seed": seed, "versions": versions(), "sections": {}}
     sections = []
     for name, fn in SECTIONS.items():

@@ -66,7 +66,7 @@ class Stopwatch:
     units: int = 0
 
     @contextmanager
-    def time(self, units: int = 1) -> Iterator[None]:
+    def time(self, units: int = 0) -> Iterator[None]:
         start, compiled = time.perf_counter(), compile_seconds()
         yield
         spent_compiling = compile_seconds() - compiled
@@ -146,7 +146,7 @@ def read_checkpoint(path: str | os.PathLike, kind: str) -> tuple[store.Stored, d
 class Loop:
     """Drives one `Resumable`. With a `directory`, the run resumes from `directory/checkpoint` if it is
     there, streams metrics to `directory/metrics.jsonl` and checkpoints every `every` seconds (0: after every
-    step) and at the end; without one, it runs in memory (benchmarks) and keeps the rows in `rows`."""
+    step) and at the end; without one, it runs in memory (benchmarks)."""
 
     task: Resumable
     directory: Path | None = None
@@ -154,7 +154,6 @@ class Loop:
     every: float = 30.0
     quiet: bool = False
     description: str = ""
-    rows: list[dict] = field(default_factory=list)
     watch: Stopwatch = field(default_factory=Stopwatch)
     started: bool = False
 
@@ -171,17 +170,16 @@ class Loop:
         if self.started:
             return
         self.started = True
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.checkpoint_path
-        if path is None or not path.exists():
+        if self.directory is None:
             self.task.init()
-            if self.metrics_path is not None:
-                store.remove_temporaries(self.directory)
-                self.metrics_path.unlink(missing_ok=True)  # rows of a run killed before its first checkpoint
             return
+        self.directory.mkdir(parents=True, exist_ok=True)
         store.remove_temporaries(self.directory)
-        stored, loop = read_checkpoint(path, self.task.kind)
+        if not self.checkpoint_path.exists():
+            self.task.init()
+            self.metrics_path.unlink(missing_ok=True)  # rows of a run killed before its first checkpoint
+            return
+        stored, loop = read_checkpoint(self.checkpoint_path, self.task.kind)
         self.task.restore(stored)
         self._resume_metrics(loop["metrics_bytes"])
 
@@ -215,7 +213,6 @@ class Loop:
         return write_checkpoint(path, self.task, size)
 
     def _emit(self, rows: list[dict]) -> None:
-        self.rows.extend(to_jsonable(rows))
         if self.metrics_path is not None and rows:
             with open(self.metrics_path, "ab") as f:
                 f.write(jsonl(rows))
@@ -229,7 +226,7 @@ class Loop:
         with progress_bar(label, task.total, self.quiet, task.unit, task.done) as bar:
             while not task.finished and (max_steps is None or steps < max_steps):
                 before = task.done
-                with self.watch.time(0):
+                with self.watch.time():
                     rows = task.step()
                 self.watch.units += task.done - before
                 steps += 1

@@ -15,10 +15,11 @@ import os
 import re
 import secrets
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jax
 import numpy as np
@@ -80,20 +81,29 @@ def commit(tmp: Path, path: Path) -> Path:
     return path
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Atomic write of `data` to `path` (temporary file, fsync, rename)."""
+@contextmanager
+def atomic(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file to write `path` through: a temporary sibling, fsynced and renamed into place when the
+    block ends, removed if it raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return commit(tmp, path)
+    commit(tmp, path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomic write of `data` to `path` (temporary file, fsync, rename)."""
+    with atomic(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
@@ -126,23 +136,14 @@ def _member(name: str, compress: bool) -> zipfile.ZipInfo:
 
 def _write_archive(path: Path, members: dict[str, bytes | np.ndarray], compress: bool) -> Path:
     """An atomic, byte-reproducible ZIP of JSON texts (bytes) and `.npy` arrays (written without pickle)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            with zipfile.ZipFile(f, "w") as archive:
-                for name, content in members.items():
-                    if isinstance(content, bytes):
-                        archive.writestr(_member(name, compress), content)
-                        continue
-                    with archive.open(_member(f"{name}.npy", compress), "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, content, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return commit(tmp, path)
+    with atomic(path) as f, zipfile.ZipFile(f, "w") as archive:
+        for name, content in members.items():
+            if isinstance(content, bytes):
+                archive.writestr(_member(name, compress), content)
+                continue
+            with archive.open(_member(f"{name}.npy", compress), "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, content, allow_pickle=False)
+    return path
 
 
 def write(

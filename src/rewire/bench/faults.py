@@ -26,7 +26,7 @@ SYSTEMS: dict[str, list[str]] = {
         "unlearn", "simulate", "--states", "2", "--horizon", "2", "--episodes", "96", "--rho", "0.3",
         "--seed", "3", "--checkpoint-every", "0",
     ],
-    "edit": ["edit", "train", "--world", "shift", "--steps", "5000", "--checkpoint-every", "0"],
+    "edit": ["edit", "train", "--world", "shift", "--steps", "10000", "--checkpoint-every", "0"],
 }  # fmt: skip
 SKIPPED = (".png",)  # pictures: not compared byte for byte
 TIMING = "timing"  # the results' wall-clock section differs between any two runs

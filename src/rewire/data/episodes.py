@@ -13,7 +13,6 @@ naming the file, the key and the problem.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from rewire.buffer import Transition
 from rewire.envs import EnvSpec
-from rewire.store import commit, temporary_path, write_npz
+from rewire.store import atomic, write_npz
 
 ACTION_CLIP = 0.99999  # keeps tanh-space quantities of data actions finite (Cal-QL reference code)
 FLAT_REQUIRED = ("observations", "actions", "rewards", "terminals")
@@ -313,19 +312,11 @@ def save_dataset(dataset: EpisodeDataset, path: str | Path) -> Path:
         return write_npz(path, arrays, compress=True)
     if suffix not in (".h5", ".hdf5"):
         raise DatasetError(f"{path}: unknown format {suffix!r}; use .npz, .h5 or .hdf5")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["env_id"] = dataset.env_id
-            f.attrs["metadata"] = json.dumps(dataset.metadata)
-            for i, ep in enumerate(dataset.episodes):
-                group = f.create_group(f"episode_{i}")
-                for key in MINARI_KEYS:
-                    group.create_dataset(key, data=getattr(ep, key))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return commit(tmp, path)
+    with atomic(path) as out, h5py.File(out, "w") as f:
+        f.attrs["env_id"] = dataset.env_id
+        f.attrs["metadata"] = json.dumps(dataset.metadata)
+        for i, ep in enumerate(dataset.episodes):
+            group = f.create_group(f"episode_{i}")
+            for key in MINARI_KEYS:
+                group.create_dataset(key, data=getattr(ep, key))
+    return path

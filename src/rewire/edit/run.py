@@ -158,7 +158,7 @@ class EditorTraining:
     kind = "rewire.edit/ppo"
     unit = "updates"
 
-    def __init__(self, ppo: PPO, params: WorldParams, key: jax.Array, per_env: bool = False, chunk: int = 10):
+    def __init__(self, ppo: PPO, params: WorldParams, key: jax.Array, per_env: bool = False, chunk: int = 5):
         self.ppo, self.params, self.key, self.chunk = ppo, params, key, chunk
         self._init = jax.jit(partial(ppo.init_train, per_env=per_env))
         self._updates = jax.jit(partial(ppo.train_updates, per_env=per_env), static_argnums=2)
