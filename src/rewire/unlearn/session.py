@@ -108,7 +108,9 @@ class Session:
         self._delete = jax.jit(self.learner.delete)
         self._audit = jax.jit(self.learner.audit)
         self._regret = jax.jit(self.learner.stored_regret)
-        self.stop = setup.episodes  # where `step` stops learning
+        with jax.enable_x64(True):
+            self._optimal = optimal_values(mdp)
+        self._chunk = max(1, setup.episodes // CHUNKS)
 
     @classmethod
     def create(cls, setup: Setup, seed: int | None = None, absent: tuple[int, ...] = ()) -> Session:
@@ -138,21 +140,20 @@ class Session:
 
     @property
     def finished(self) -> bool:
-        return self.t_now >= self.stop
+        return self.t_now >= self.setup.episodes
 
     def init(self) -> None:
         """A session holds its state from the start (`create`, or `open`); a state directory always has a
         checkpoint, written when it is created."""
 
     def step(self) -> list[dict]:
-        """Learn one chunk (1/20 of the episodes) towards `stop`."""
-        size = max(1, self.setup.episodes // CHUNKS)
+        """Learn one chunk (1/20 of the episodes); its row is the cumulative regret so far."""
         with jax.enable_x64(True):
-            self.state = self._learn(self.state, min(self.stop, self.t_now + size))
-        return [self._row(self.t_now)]
+            self.state = self._learn(self.state, min(self.setup.episodes, self.t_now + self._chunk))
+        return [self._row(self.t_now, self.cumulative_regret())]
 
     def note(self) -> str:
-        return f"cumulative regret {self.cumulative_regret()[-1]:.1f}" if self.t_now else ""
+        return ""
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
         """The learner state and the MDP; the metadata is empty (nothing but arrays describes a learner)."""
@@ -166,13 +167,14 @@ class Session:
             )
 
     def rebuild_metrics(self) -> list[dict]:
-        """The metrics stream, recomputed from the state (it is a function of it)."""
-        size = max(1, self.setup.episodes // CHUNKS)
-        ends = sorted({min(t, self.setup.episodes) for t in range(size, self.t_now + size, size)} - {0})
-        return [self._row(t) for t in ends if t <= self.t_now]
+        """The metrics stream, recomputed from the state (it is a function of it): a row per chunk's end."""
+        cumulative, size, total = self.cumulative_regret(), self._chunk, self.setup.episodes
+        ends = sorted({min(t, total) for t in range(size, self.t_now + size, size)})
+        return [self._row(t, cumulative) for t in ends if t <= self.t_now]
 
-    def _row(self, t: int) -> dict:
-        return {"episodes": t, "cumulative_regret": float(self.cumulative_regret()[t - 1])}
+    @staticmethod
+    def _row(t: int, cumulative: np.ndarray) -> dict:
+        return {"episodes": t, "cumulative_regret": float(cumulative[t - 1])}
 
     # -- persistence ------------------------------------------------------------------------------------
     def loop(self, directory: str | os.PathLike, quiet: bool = True, every: float = 0.0) -> Loop:
@@ -305,7 +307,7 @@ class Session:
     def regret(self) -> np.ndarray:
         """Per-episode regret of the episodes played (zero for empty slots)."""
         with jax.enable_x64(True):
-            return np.asarray(self._regret(self.state, optimal_values(self.mdp)))[: self.t_now]
+            return np.asarray(self._regret(self.state, self._optimal))[: self.t_now]
 
     def cumulative_regret(self) -> np.ndarray:
         return self.regret().cumsum()
