@@ -4,9 +4,10 @@ For one fixed data set (MDP and users), N independent learner seeds learn and th
 under test), and N other seeds retrain with the deleted slots empty from the start. Fixed functions of the
 final stored state are compared with two-sample tests, Holm-corrected: the next greedy policy, the policy
 after the deleted slot, noisy totals and fixed projections of the released statistics, the replay audit,
-and a fixed random projection of *every* array the state file stores (`Session.snapshot`: handles,
-presence, episodes, policies, nodes, the key chain, constants) and of the regret curve rebuilt from it, so
-that nothing persisted can tell the two arms apart.
+and a fixed random projection of *every* array of the learner state the state file stores
+(`Session.snapshot`: handles, presence, episodes, policies, nodes, the key chain, constants) and of the
+regret curve the reports are rebuilt from, so that nothing persisted can tell the two arms apart (the
+file's MDP is the fixed data set, the same in both arms).
 Two deliberately wrong deletions must be rejected by the same tests: `no_op` (erase the raw data, keep the
 tree) and `drop_without_coupling` (subtract the user's statistic from the nodes holding it, replay nothing).
 """
