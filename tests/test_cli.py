@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import typer
 from typer.testing import CliRunner
 
 from rewire.cli import app
@@ -10,13 +11,47 @@ from rewire.cli import app
 runner = CliRunner()
 
 
-def test_help_lists_every_command():
-    out = runner.invoke(app, ["--help"]).output
-    for name in ("data", "calql", "bench", "demo"):
-        assert name in out
-    assert "generate" in runner.invoke(app, ["data", "--help"]).output
-    assert "train" in runner.invoke(app, ["calql", "--help"]).output
-    assert "calql" in runner.invoke(app, ["bench", "--help"]).output
+def registered(command=None, path=()):
+    """Every leaf command of the CLI as its argv path, e.g. ("calql", "train")."""
+    command = command or typer.main.get_command(app)
+    children = getattr(command, "commands", None)
+    if not children:
+        yield path
+        return
+    for name, child in children.items():
+        yield from registered(child, (*path, name))
+
+
+def test_help_lists_every_registered_command_and_each_renders_its_options():
+    paths = list(registered())
+    assert len(paths) >= 20 and ("unlearn", "export") in paths
+    groups = {p[0] for p in paths if len(p) > 1}
+    top = runner.invoke(app, ["--help"]).output
+    assert all(name in top for name in groups | {p[0] for p in paths})
+    for path in paths:
+        if len(path) > 1:
+            assert path[1] in runner.invoke(app, [path[0], "--help"]).output, path
+        res = runner.invoke(app, [*path, "--help"])
+        assert res.exit_code == 0, (path, res.output, res.exception)
+        command = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]
+        for param in command.params:
+            for flag in param.opts:
+                if flag.startswith("--"):
+                    assert flag in res.output, (path, flag)
+    # a help text with brackets in it survives them
+    assert "train/val/test[/fair_val/fair_test]" in " ".join(
+        runner.invoke(app, ["edit", "train", "--help"]).output.split()
+    )
+
+
+def test_a_missing_optional_dependency_is_named_with_its_install_hint(tmp_path):
+    res = runner.invoke(app, ["data", "generate", "--env", "CarRacing-v3", "--out", str(tmp_path / "x.npz")])
+    assert res.exit_code == 2
+    message = " ".join(res.stderr.split())
+    assert "needs a package that is not installed" in message and 'pip install "gymnasium[box2d]"' in message
+    assert "unknown environment" not in message and len(res.stderr.strip().splitlines()) == 1
 
 
 def test_generate_then_inspect(tmp_path):

@@ -156,7 +156,10 @@ def test_digits_distillation_improves_on_its_class_mean_start():
     result = distill_digits(config, seed=0, quiet=True)
     assert result["history"]["score_mean"][-1] > result["history"]["score_mean"][0]  # lower train CE
     assert result["images"].shape == (10, 64)
-    assert 0.0 <= result["test_accuracy"] <= 1.0
+    # fresh classifiers trained on the evolved images beat those trained on the class means they started
+    # from (0.926 against 0.900 at seed 0), and one random real image per class (0.717) by far
+    assert result["test_accuracy"] > result["baselines"]["class_means"] + 0.01
+    assert result["baselines"]["class_means"] > result["baselines"]["random_real"]
 
 
 def test_cli_distill_evaluate_and_bad_input(tmp_path):

@@ -1,4 +1,5 @@
-"""Shared networks (flax linen): MLPs, deterministic and tanh-Gaussian policies, critic ensembles."""
+"""Shared networks (flax linen): MLPs, tanh-Gaussian policies, critic ensembles; the one Gaussian
+log-density."""
 
 from __future__ import annotations
 
@@ -38,18 +39,6 @@ class MLP(nn.Module):
         return (out, x) if self.with_features else out
 
 
-class DeterministicPolicy(nn.Module):
-    """a = tanh(MLP(s)), actions in [-1, 1]^A."""
-
-    hidden: Sequence[int]
-    act_dim: int
-    act: str = "relu"
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        return jnp.tanh(MLP(self.hidden, self.act_dim, self.act)(obs))
-
-
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
@@ -70,6 +59,16 @@ class TanhGaussianPolicy(nn.Module):
         return mean, jnp.clip(mult * raw + offset, LOG_STD_MIN, LOG_STD_MAX)
 
 
+def gaussian_log_density(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """log N(x; mean, exp(log_std)^2), elementwise (sum over the action axis for a diagonal Gaussian)."""
+    return -0.5 * ((x - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
+
+
+def tanh_log_det(u: jax.Array) -> jax.Array:
+    """log |d tanh(u) / du| = log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|."""
+    return 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+
+
 def tanh_gaussian_sample(
     mean: jax.Array, log_std: jax.Array, key: jax.Array, num: int | None = None
 ) -> tuple[jax.Array, jax.Array]:
@@ -80,20 +79,8 @@ def tanh_gaussian_sample(
     if num is not None:
         mean = jnp.repeat(mean[..., None, :], num, axis=-2)
         log_std = jnp.repeat(log_std[..., None, :], num, axis=-2)
-    std = jnp.exp(log_std)
-    u = mean + std * jax.random.normal(key, mean.shape)
-    gauss_logp = -0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
-    # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|.
-    log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
-    return jnp.tanh(u), jnp.sum(gauss_logp - log_det, axis=-1)
-
-
-def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) -> jax.Array:
-    """Log-density of `action` (in (-1, 1)) under the tanh-Gaussian."""
-    u = jnp.arctanh(action)
-    gauss_logp = -0.5 * ((u - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
-    log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
-    return jnp.sum(gauss_logp - log_det, axis=-1)
+    u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+    return jnp.tanh(u), jnp.sum(gaussian_log_density(u, mean, log_std) - tanh_log_det(u), axis=-1)
 
 
 class CriticEnsemble(nn.Module):

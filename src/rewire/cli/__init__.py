@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-
 from rewire.cli import amf, bench, calql, data, demo, edit, hades, unlearn
+from rewire.cli.common import command_group
 
-app = typer.Typer(
+app = command_group(
     help="rewire: change what a trained agent or network knows after training.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import console, friendly_errors, parse_ints
+from rewire.cli.common import command_group, console, friendly_errors, parse_ints
 from rewire.runs import config_from_json, create_run_dir, read_run_record, record_run, write_json
 
-app = typer.Typer(no_args_is_help=True)
+app = command_group()
 
 
 @app.command("run", help="Fine-tune a pretrained multi-task policy on a demonstration budget; resumable.")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import console, friendly_errors, parse_ints
+from rewire.cli.common import command_group, console, friendly_errors, parse_ints
 from rewire.cli.edit import DATA_HELP
 from rewire.runs import write_json
 
-app = typer.Typer(no_args_is_help=True)
+app = command_group()
 
 
 @app.command(

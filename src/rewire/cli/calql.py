@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import console, friendly_errors, parse_ints
+from rewire.cli.common import command_group, console, friendly_errors, parse_ints
 from rewire.data.episodes import load_dataset, save_dataset
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec
@@ -15,7 +15,7 @@ from rewire.finetune.trainer import FinetuneConfig, Finetuner, dataset_record, l
 from rewire.loop import Loop
 from rewire.runs import create_run_dir, record_run, write_json
 
-app = typer.Typer(no_args_is_help=True)
+app = command_group()
 
 
 @app.command("train", help="Offline pre-training, then online fine-tuning; methods x seeds train together.")

@@ -13,6 +13,12 @@ from rich.markup import escape
 console = Console(stderr=True)
 
 
+def command_group(**options: Any) -> typer.Typer:
+    """A command group whose help is shown as written: no rich markup, so `[brackets]` in help texts (file
+    layouts, install extras) survive, and a stray one cannot crash `--help`."""
+    return typer.Typer(no_args_is_help=True, rich_markup_mode=None, **options)
+
+
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the library's input errors (and the operating system's: a missing file, a full disk) into one
     red line and exit code 2, instead of a traceback. The message is printed as it is (no rich markup, so

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from rewire.cli.common import console, friendly_errors
+from rewire.cli.common import command_group, console, friendly_errors
 from rewire.data.episodes import load_dataset, save_dataset
 from rewire.data.generate import policy_dataset, scripted_dataset
 from rewire.envs import make_spec
 
-app = typer.Typer(no_args_is_help=True)
+app = command_group()
 
 
 @app.command("generate", help="Write a dataset from a scripted noisy controller or a saved policy.")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import console, friendly_errors, parse_ints
+from rewire.cli.common import command_group, console, friendly_errors, parse_ints
 from rewire.runs import create_run_dir, file_record, read_run_record, record_run, write_json
 
-app = typer.Typer(no_args_is_help=True)
+app = command_group()
 DATA_HELP = (
     "Bias task: your text data set, .csv (with a header) or .jsonl, fields text, label (0/1), group (0/1) "
     "and optional split (train/val/test[/fair_val/fair_test]); default: the generated occupation texts."

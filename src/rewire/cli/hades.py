@@ -9,10 +9,10 @@ import jax
 import numpy as np
 import typer
 
-from rewire.cli.common import console, friendly_errors
+from rewire.cli.common import command_group, console, friendly_errors
 from rewire.runs import create_run_dir, record_run, write_json
 
-app = typer.Typer(no_args_is_help=True)
+app = command_group()
 
 
 @app.command("distill", help="Evolve a synthetic dataset of N state-action pairs; saves dataset.npz.")

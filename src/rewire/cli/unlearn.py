@@ -6,10 +6,10 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import console, friendly_errors
+from rewire.cli.common import command_group, console, friendly_errors
 from rewire.runs import create_run_dir, write_json
 
-app = typer.Typer(no_args_is_help=True)
+app = command_group()
 
 
 def _rho(value: float) -> float | None:

@@ -83,19 +83,28 @@ class EpisodeDataset:
 
 
 def mc_returns(
-    rewards: np.ndarray, terminations: np.ndarray, gamma: float, sparse: bool, failure_reward: float
+    rewards: np.ndarray,
+    terminations: np.ndarray,
+    gamma: float,
+    sparse: bool,
+    failure_reward: float,
+    tail: float = 0.0,
 ) -> np.ndarray:
-    """Discounted return-to-go of one episode, in the units of `rewards` (already scaled).
+    """Discounted return-to-go of one episode, in the units of `rewards` (already scaled), to be a floor on
+    the value of the behaviour policy (Cal-QL's reference value).
 
-    g_t = r_t + gamma (1 - term_t) g_{t+1} with g_T = 0 (no bootstrap at a truncated end). On sparse tasks an
-    episode whose every reward equals the scaled failure reward never succeeded: every g_t is the value of
-    failing forever, failure_reward / (1 - gamma) (Cal-QL, method note section 2.4).
+    g_t = r_t + gamma (1 - term_t) g_{t+1}. After a terminal g_T = 0. After a truncated end (a time limit)
+    the episode would have gone on, so g_T = `tail`, a lower bound on the omitted tail's value: the caller
+    gives r_min / (1 - gamma) with the data's smallest reward (`truncation_tail`), which keeps g_t below
+    the true value even when rewards are negative (Pendulum), where g_T = 0 would lie above it. On sparse
+    tasks an episode whose every reward equals the scaled failure reward never succeeded: every g_t is the
+    value of failing forever, failure_reward / (1 - gamma) (Cal-QL's rule, method note section 2.4).
     """
     rewards = np.asarray(rewards, np.float64)
     if sparse and np.all(rewards == failure_reward):
         return np.full(rewards.shape, failure_reward / (1.0 - gamma), np.float32)
     out = np.zeros_like(rewards)
-    g = 0.0
+    g = 0.0 if len(rewards) == 0 or terminations[-1] else float(tail)
     for t in range(len(rewards) - 1, -1, -1):
         g = rewards[t] + gamma * (1.0 - float(terminations[t])) * g
         out[t] = g
@@ -109,20 +118,37 @@ def label_rewards(
     gamma: float,
     reward_scale: float,
     reward_bias: float,
+    tail: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One episode's rewards in the critic's units (r * scale + bias) and their MC returns-to-go."""
+    """One episode's rewards in the critic's units (r * scale + bias) and their MC returns-to-go (`tail`
+    after a truncated end, see `mc_returns`)."""
     scaled = np.asarray(rewards, np.float32) * reward_scale + reward_bias
     failure = spec.failure_reward * reward_scale + reward_bias
-    return scaled, mc_returns(scaled, terminations, gamma, spec.sparse, failure)
+    return scaled, mc_returns(scaled, terminations, gamma, spec.sparse, failure, tail)
+
+
+def truncation_tail(episodes: list[Episode], gamma: float, reward_scale: float, reward_bias: float) -> float:
+    """r_min / (1 - gamma) with r_min the data's smallest scaled reward: what a truncated episode's omitted
+    tail is worth at least, if the rewards it would have seen are no smaller than the data's."""
+    r_min = min(float(np.min(ep.rewards)) for ep in episodes) * reward_scale + reward_bias
+    return r_min / (1.0 - gamma)
 
 
 def episodes_to_transitions(
-    episodes: list[Episode], spec: EnvSpec, gamma: float, reward_scale: float, reward_bias: float
+    episodes: list[Episode],
+    spec: EnvSpec,
+    gamma: float,
+    reward_scale: float,
+    reward_bias: float,
+    tail: float = 0.0,
 ) -> Transition:
-    """Flatten episodes into transitions with scaled rewards, unit-box actions and MC labels."""
+    """Flatten episodes into transitions with scaled rewards, unit-box actions and MC labels (`tail` after
+    a truncated end, see `mc_returns`)."""
     parts = []
     for ep in episodes:
-        rewards, returns = label_rewards(ep.rewards, ep.terminations, spec, gamma, reward_scale, reward_bias)
+        rewards, returns = label_rewards(
+            ep.rewards, ep.terminations, spec, gamma, reward_scale, reward_bias, tail
+        )
         parts.append(
             Transition(
                 obs=ep.observations[:-1],

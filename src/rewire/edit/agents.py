@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from rewire.edit.world import EditWorld, WorldParams
-from rewire.nets import MLP
+from rewire.nets import MLP, gaussian_log_density
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class ActorCritic(nn.Module):
 
 
 def gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
-    return (-0.5 * ((x - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)).sum(-1)
+    return gaussian_log_density(x, mean, log_std).sum(-1)
 
 
 def gae(rewards: jax.Array, values: jax.Array, dones: jax.Array, last_value: jax.Array, lam: float):

@@ -85,6 +85,8 @@ def make_gym(env_id: str) -> gymnasium.Env:
         )
     try:
         return gymnasium.make(env_id)
+    except gymnasium.error.DependencyNotInstalled as err:
+        raise ValueError(f"environment {env_id!r} needs a package that is not installed: {err}") from err
     except gymnasium.error.Error as err:
         raise ValueError(f"unknown environment id {env_id!r}: {err}") from err
 

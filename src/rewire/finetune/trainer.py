@@ -25,6 +25,7 @@ from rewire.data.episodes import (
     episodes_to_transitions,
     label_rewards,
     load_dataset,
+    truncation_tail,
     validate_episodes,
 )
 from rewire.envs import EnvSpec, make_spec
@@ -102,9 +103,10 @@ class Finetuner:
             agent=dataclasses.replace(config.agent, obs_dim=self.spec.obs_dim, act_dim=self.spec.act_dim),
         )
         self.scale, self.bias = self.config.scales(self.spec)
-        data = episodes_to_transitions(
-            dataset.episodes, self.spec, self.config.agent.discount, self.scale, self.bias
-        )
+        gamma = self.config.agent.discount
+        # the floor's value after a truncated end, offline and online alike (see `mc_returns`)
+        self.tail = truncation_tail(dataset.episodes, gamma, self.scale, self.bias)
+        data = episodes_to_transitions(dataset.episodes, self.spec, gamma, self.scale, self.bias, self.tail)
         self.offline = buffer_from_transitions(data)
         n = data.reward.shape[0]
         probe_idx = np.random.default_rng(config.seed).choice(n, min(n, config.probe_size), replace=False)
@@ -185,7 +187,7 @@ class Finetuner:
         for i, episodes in enumerate(finished):
             for ep in episodes:
                 rewards, returns = label_rewards(
-                    ep["reward"], ep["terminated"], self.spec, gamma, self.scale, self.bias
+                    ep["reward"], ep["terminated"], self.spec, gamma, self.scale, self.bias, self.tail
                 )
                 rows = slice(counts[i], counts[i] + len(rewards))
                 items["obs"][i, rows] = ep["obs"]
