@@ -115,3 +115,19 @@ def test_nothing_is_trained_on_bad_data():
     ds.episodes[1].rewards[0] = np.nan
     with pytest.raises(DatasetError, match="NaN/inf"):
         Finetuner(FinetuneConfig(env_id=SPEC.env_id, seeds=1), ds)
+
+
+def test_a_flat_file_with_no_episode_ends_is_refused(tmp_path):
+    path = tmp_path / "flat.npz"
+    n = 400
+    np.savez(
+        path,
+        observations=np.zeros((n, 2)),
+        actions=np.zeros((n, 2)),
+        rewards=np.zeros(n),
+        terminals=np.zeros(n),
+    )
+    with pytest.raises(
+        DatasetError, match="no episode ends: 'terminals' and 'timeouts' are all 0, so the 400 rows"
+    ):
+        load_dataset(path)

@@ -79,3 +79,19 @@ def test_calql_and_cql_start_paired(umaze_dataset):
     cql_state, calql_state = (jax.tree.map(lambda x, i=i: x[i], trainer.states) for i in (0, 1))
     leaves_equal(cql_state.params, calql_state.params)
     assert not bool(cql_state.calibrate) and bool(calql_state.calibrate)
+
+
+def test_a_diverging_critic_stops_the_run_with_a_message(umaze_dataset):
+    from rewire.finetune.trainer import DivergedCritic
+
+    config = FinetuneConfig(
+        **{
+            **TINY.__dict__,
+            "agent": TINY.agent.__class__(**{**TINY.agent.__dict__, "critic_lr": 100.0, "tau": 1.0}),
+        }
+    )
+    trainer = Finetuner(config, umaze_dataset)
+    before = jax.tree.leaves(trainer.states)
+    with pytest.raises(DivergedCritic, match=r"the critic diverged after offline step 0: cql/seed0 \(mean Q"):
+        Loop(trainer, quiet=True).run()
+    leaves_equal(before, jax.tree.leaves(trainer.states))  # the diverged update is not kept

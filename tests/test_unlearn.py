@@ -440,3 +440,19 @@ def test_cli_simulate_delete_verify(tmp_path, said):
     assert set(result["exact"]) >= {"p_values", "min_p", "passed"}
     for control in ("no_op", "drop_without_coupling"):
         assert set(result["controls"][control]) >= {"min_p", "rejected"}
+
+
+def test_a_table_that_is_not_an_mdp_is_refused():
+    with jax.enable_x64(True):
+        mdp = make_mdp("random", 3, 2, 2, jax.random.key(0))
+        config = LearnerConfig(episodes=8)
+        StableUCBVI(mdp, config)  # a valid one is accepted
+        bad_row = mdp._replace(transitions=mdp.transitions.at[1, 2, 0, 0].add(0.5))
+        with pytest.raises(ValueError, match=r"transition row \(h=1, s=2, a=0\) is not a probability vector"):
+            StableUCBVI(bad_row, config)
+        with pytest.raises(ValueError, match="start distribution"):
+            StableUCBVI(mdp._replace(initial=jnp.array([0.5, 0.5, 0.5])), config)
+        with pytest.raises(ValueError, match="reward means must lie in"):
+            StableUCBVI(mdp._replace(reward_mean=mdp.reward_mean + 1.0), config)
+        with pytest.raises(ValueError, match="an MDP needs"):
+            StableUCBVI(mdp._replace(initial=jnp.ones(2) / 2), config)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import command_group, console, friendly_errors, parse_ints
+from rewire.cli.common import command_group, console, friendly_errors, parse_ints, resume_overrides
 from rewire.runs import config_from_json, create_run_dir, read_run_record, record_run, write_json
 
 app = command_group()
@@ -15,6 +15,7 @@ app = command_group()
 @app.command("run", help="Fine-tune a pretrained multi-task policy on a demonstration budget; resumable.")
 @friendly_errors
 def run(
+    ctx: typer.Context,
     env: str = typer.Option("reach2d", help="reach2d (2-D point mass) or arm2d (two-link arm)."),
     tasks: int = typer.Option(24, help="Number of tasks (even: angles x 2 radii)."),
     budget: int = typer.Option(32, help="Demonstrations to request in total."),
@@ -36,6 +37,7 @@ def run(
     from rewire.report import plot_curves
 
     if resume is not None:
+        resume_overrides(ctx)
         run_dir, record = resume, read_run_record(resume)
         config = config_from_json(AMFConfig, record["config"], f"{resume}/config.json: config")
         setting, seed, selector = record.get("setting"), record.get("seed"), record.get("selector")

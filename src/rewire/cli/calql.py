@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import command_group, console, friendly_errors, parse_ints
+from rewire.cli.common import command_group, console, friendly_errors, parse_ints, resume_overrides
 from rewire.data.episodes import load_dataset, save_dataset
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec
@@ -21,6 +21,7 @@ app = command_group()
 @app.command("train", help="Offline pre-training, then online fine-tuning; methods x seeds train together.")
 @friendly_errors
 def train(
+    ctx: typer.Context,
     env: str = typer.Option("PointMaze-umaze-v0", help="Environment id (a point maze or a Gymnasium id)."),
     dataset: Path = typer.Option(None, help="Dataset file (.npz/.h5); default: 200 scripted episodes."),
     methods: str = typer.Option("cql,calql", help="Comma-separated: cql, calql."),
@@ -49,7 +50,8 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     if resume is not None:
-        run_dir, trainer = resume, load_run(resume, restore=False)
+        extended = resume_overrides(ctx, ("offline_steps", "online_steps"))
+        run_dir, trainer = resume, load_run(resume, restore=False, **extended)
     else:
         hid = parse_ints(hidden)
         agent = cql.CQLConfig(

@@ -36,6 +36,29 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+RESUME_FLAGS = ("resume", "quiet", "checkpoint_every")  # what a resumed run may be given besides `extendable`
+
+
+def resume_overrides(ctx: typer.Context, extendable: tuple[str, ...] = ()) -> dict[str, Any]:
+    """With `--resume`, the run's own config.json decides everything: return the `extendable` options the
+    user gave (which may lengthen the run), and refuse any other option given on the command line, rather
+    than silently ignoring it."""
+    given = {
+        name
+        for name in ctx.params
+        if (source := ctx.get_parameter_source(name)) is not None and source.name != "DEFAULT"
+    }
+    refused = sorted(given - set(RESUME_FLAGS) - set(extendable))
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        allowed = ", ".join("--" + name.replace("_", "-") for name in extendable) or "none"
+        raise ValueError(
+            f"{flags} cannot change when resuming {ctx.params['resume']}: the run's config.json fixes them "
+            f"(options that extend a run: {allowed}); start a new run instead"
+        )
+    return {name: ctx.params[name] for name in extendable if name in given}
+
+
 def parse_ints(text: str) -> tuple[int, ...]:
     """'0,3,5' -> (0, 3, 5), with a clear error for anything else."""
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import command_group, console, friendly_errors, parse_ints
+from rewire.cli.common import command_group, console, friendly_errors, parse_ints, resume_overrides
 from rewire.runs import create_run_dir, file_record, read_run_record, record_run, write_json
 
 app = command_group()
@@ -25,6 +25,7 @@ def _show(metrics: dict) -> str:
 )
 @friendly_errors
 def train_cmd(
+    ctx: typer.Context,
     world: str = typer.Option("mask", help="mask (multiplicative) or shift (additive)."),
     task: str = typer.Option("unlearn", help="unlearn (digits) or bias (occupation texts, or --data)."),
     forget_class: int = typer.Option(7, help="The class to forget (0..9; unlearn only)."),
@@ -59,6 +60,7 @@ def train_cmd(
     from rewire.edit.world import WorldConfig
 
     if resume is not None:
+        resume_overrides(ctx)
         run_dir, record = resume, read_run_record(resume)
         config = record["config"]
         try:

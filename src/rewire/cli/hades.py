@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import typer
 
-from rewire.cli.common import command_group, console, friendly_errors
+from rewire.cli.common import command_group, console, friendly_errors, resume_overrides
 from rewire.runs import create_run_dir, record_run, write_json
 
 app = command_group()
@@ -18,6 +18,7 @@ app = command_group()
 @app.command("distill", help="Evolve a synthetic dataset of N state-action pairs; saves dataset.npz.")
 @friendly_errors
 def distill(
+    ctx: typer.Context,
     env: str = typer.Option(
         "CartPole-v1",
         help="CartPole-v1, Acrobot-v1, Pendulum-v1, "
@@ -43,7 +44,8 @@ def distill(
     from rewire.distill.run import build_hades, run_from_record, save_dataset
 
     if resume is not None:
-        run_dir, run = resume, run_from_record(resume)
+        extended = resume_overrides(ctx, ("generations",))
+        run_dir, run = resume, run_from_record(resume, **extended)
     else:
         config = default_config(env)
         es_cfg = replace(

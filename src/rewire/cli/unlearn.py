@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import command_group, console, friendly_errors
+from rewire.cli.common import command_group, console, friendly_errors, resume_overrides
 from rewire.runs import create_run_dir, write_json
 
 app = command_group()
@@ -25,6 +25,7 @@ SEED_HELP = (
 @app.command("simulate", help="Run the stable learner for T users; the state directory is resumable.")
 @friendly_errors
 def simulate(
+    ctx: typer.Context,
     mdp: str = typer.Option("random", help="random, riverswim or grid."),
     states: int = typer.Option(4, help="States (grid: a square number, e.g. 9)."),
     actions: int = typer.Option(None, help="Actions (random only; riverswim has 2, grid 4)."),
@@ -41,6 +42,7 @@ def simulate(
     from rewire.unlearn.session import Session, Setup
 
     if resume is not None:
+        resume_overrides(ctx)
         directory, session = resume, Session.open(resume)
         console.print(f"resuming {directory} after episode {session.t_now}")
     else:

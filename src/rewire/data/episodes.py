@@ -234,6 +234,11 @@ def _split_flat(path: Path, arrays: dict[str, np.ndarray]) -> list[Episode]:
     rewards = np.asarray(arrays["rewards"], np.float32).reshape(n)
     terms = np.asarray(arrays["terminals"]).astype(bool).reshape(n)
     timeouts = np.asarray(arrays.get("timeouts", np.zeros(n))).astype(bool).reshape(n)
+    if n > 1 and not terms.any() and not timeouts.any():
+        raise DatasetError(
+            f"{path}: no episode ends: 'terminals' and 'timeouts' are all 0, so the {n} rows would be one "
+            "episode; mark where episodes end (a terminal, or a timeout at a time limit)"
+        )
     next_obs = arrays.get("next_observations")
     episodes, start = [], 0
     for t in range(n):

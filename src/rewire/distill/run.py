@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from rewire.distill.hades import (
 )
 from rewire.envs.control import ControlTask
 from rewire.loop import Loop
-from rewire.runs import config_from_json, read_run_record, versions
+from rewire.runs import RECORD, config_from_json, read_run_record, versions, write_json
 
 EVAL_INITS = 10  # fresh policies per reported median (the issue's "median of 10")
 
@@ -101,13 +101,23 @@ def build_neuroevolution(config: HadesConfig, seed: int) -> EvolutionRun:
     return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "neuroevolution")
 
 
-def run_from_record(run_dir: str | Path) -> EvolutionRun:
-    """Rebuild the run a run directory's config.json describes (the loop then resumes its checkpoint)."""
+def run_from_record(run_dir: str | Path, generations: int | None = None) -> EvolutionRun:
+    """Rebuild the run a run directory's config.json describes (the loop then resumes its checkpoint).
+    `generations` extends it: the key and the ES schedules of generation g do not depend on the total, so
+    the longer run is the one that had been asked for from the start; config.json records the new total."""
     record = read_run_record(run_dir)
-    config = config_from_json(HadesConfig, record["config"])
+    config = config_from_json(HadesConfig, record["config"], f"{run_dir}/config.json: config")
     kinds = {"hades": build_hades, "neuroevolution": build_neuroevolution}
     if record.get("kind") not in kinds or not isinstance(record.get("seed"), int):
         raise ValueError(f"{run_dir}: config.json names no HaDES run (kind and seed)")
+    if generations is not None and generations != config.generations:
+        if generations < config.generations:
+            raise ValueError(
+                f"--generations {generations}: a resumed run can only be extended "
+                f"(it has {config.generations})"
+            )
+        config = replace(config, generations=generations)
+        write_json(Path(run_dir) / RECORD, record | {"config": config})
     return kinds[record["kind"]](config, record["seed"])
 
 

@@ -52,6 +52,22 @@ class CQLConfig:
     clip_diff_max: float = math.inf
     batch_size: int = 128  # paper: 256
 
+    def validate(self) -> None:
+        """Refuse settings no learner can use (a clear error instead of a silent divergence)."""
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau (the target critics' Polyak rate) must lie in (0, 1], got {self.tau}")
+        if not 0.0 < self.discount < 1.0:
+            raise ValueError(f"discount must lie in (0, 1), got {self.discount}")
+        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "cql_temp"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.cql_weight < 0:
+            raise ValueError(f"cql_weight must be >= 0, got {self.cql_weight}")
+        if self.batch_size < 1 or self.cql_n_actions < 1:
+            raise ValueError("batch_size and cql_n_actions must be at least 1")
+        if not self.actor_hidden or not self.critic_hidden or min(self.actor_hidden + self.critic_hidden) < 1:
+            raise ValueError("hidden widths must be positive")
+
 
 @struct.dataclass
 class AgentState:

@@ -33,7 +33,7 @@ from rewire.finetune import cql
 from rewire.finetune.metrics import cumulative_regret, dip_depth
 from rewire.loop import CHECKPOINT, Stopwatch, read_checkpoint
 from rewire.rollout import EpisodeAssembler, make_runner
-from rewire.runs import config_from_json, file_record, read_run_record
+from rewire.runs import RECORD, config_from_json, file_record, read_run_record, write_json
 
 METHODS: dict[str, bool] = {"cql": False, "calql": True}  # method -> Cal-QL calibration flag
 
@@ -81,11 +81,16 @@ class FinetuneConfig:
             raise ValueError("offline_steps and online_steps must be >= 0")
         if not 0.0 <= self.mixing <= 1.0:
             raise ValueError(f"mixing must lie in [0, 1], got {self.mixing}")
+        self.agent.validate()
 
     def scales(self, spec: EnvSpec) -> tuple[float, float]:
         scale = self.reward_scale if self.reward_scale is not None else (10.0 if spec.sparse else 1.0)
         bias = self.reward_bias if self.reward_bias is not None else (-5.0 if spec.sparse else 0.0)
         return scale, bias
+
+
+class DivergedCritic(ValueError):
+    """A critic's loss or Q-values left the range any policy's values can have; the run stops there."""
 
 
 class Finetuner:
@@ -107,8 +112,14 @@ class Finetuner:
         # the floor's value after a truncated end, offline and online alike (see `mc_returns`)
         self.tail = truncation_tail(dataset.episodes, gamma, self.scale, self.bias)
         data = episodes_to_transitions(dataset.episodes, self.spec, gamma, self.scale, self.bias, self.tail)
+        # |Q| of any policy is at most max|r| / (1 - gamma); far beyond that the critic has diverged
+        self.q_limit = 10.0 * float(np.abs(data.reward).max()) / (1.0 - gamma) + 1.0
         self.offline = buffer_from_transitions(data)
         n = data.reward.shape[0]
+        if self.config.agent.batch_size > n:
+            raise ValueError(
+                f"batch size {self.config.agent.batch_size} is larger than the dataset's {n} transitions"
+            )
         probe_idx = np.random.default_rng(config.seed).choice(n, min(n, config.probe_size), replace=False)
         self.probe = jax.tree.map(lambda x: jnp.asarray(x[probe_idx]), data)
 
@@ -151,10 +162,21 @@ class Finetuner:
 
     def _train(self, num_steps: int, mixing: float) -> dict:
         with self.update_watch.time(num_steps):
-            self.states, metrics = cql.train_steps(
+            states, metrics = cql.train_steps(
                 self.states, self.offline, self.online, self.config.agent, num_steps, mixing
             )
             metrics = jax.device_get(metrics)
+        loss, q = np.asarray(metrics["critic_loss"]), np.asarray(metrics["q_data"])
+        bad = ~np.isfinite(loss) | ~np.isfinite(q) | (np.abs(q) > self.q_limit)
+        if bad.any():
+            phase = "online" if self.offline_done >= self.config.offline_steps else "offline"
+            where = f"{phase} step {self.online_done if phase == 'online' else self.offline_done}"
+            agents = [f"{self.agent_labels[i]} (mean Q {q[i]:.3g})" for i in np.flatnonzero(bad)]
+            raise DivergedCritic(
+                f"the critic diverged after {where}: {', '.join(agents)}; |Q| cannot exceed "
+                f"{(self.q_limit - 1.0) / 10.0:.3g} for these rewards. Lower the learning rates or tau"
+            )
+        self.states = states
         return {k: np.asarray(v).tolist() for k, v in metrics.items()}
 
     def _evaluate(self, phase: str, step: int) -> dict:
@@ -375,12 +397,37 @@ def dataset_record(path: str | os.PathLike, run_dir: str | os.PathLike) -> dict[
     return record
 
 
-def load_run(run_dir: str | os.PathLike, restore: bool = True) -> Finetuner:
+def load_run(
+    run_dir: str | os.PathLike,
+    restore: bool = True,
+    offline_steps: int | None = None,
+    online_steps: int | None = None,
+) -> Finetuner:
     """The trainer of a `rewire calql train` run directory: its config, its dataset (checked against the
-    recorded sha256) and, with `restore`, the state of its last checkpoint."""
+    recorded sha256) and, with `restore`, the state of its last checkpoint. `offline_steps` and
+    `online_steps` extend the run (config.json records the new budgets); neither can shrink, and the
+    offline phase cannot grow once the online phase has begun."""
     run_dir = Path(run_dir)
     record = read_run_record(run_dir)
     config = config_from_json(FinetuneConfig, record["config"], f"{run_dir}/config.json: config")
+    budgets = {"offline_steps": offline_steps, "online_steps": online_steps}
+    extended = {k: v for k, v in budgets.items() if v is not None and v != getattr(config, k)}
+    for name, value in extended.items():
+        if value < getattr(config, name):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(
+                f"{flag} {value}: a resumed run can only be extended (it has {getattr(config, name)})"
+            )
+    checkpoint = run_dir / CHECKPOINT
+    if "offline_steps" in extended and checkpoint.exists():
+        saved = read_checkpoint(checkpoint, Finetuner.kind)[0].meta
+        if saved.get("online_done") or saved.get("switch_probe") is not None:
+            raise ValueError(
+                f"--offline-steps {offline_steps}: {run_dir} has begun its online phase, so its offline "
+                "phase cannot grow"
+            )
+    if extended:
+        config = dataclasses.replace(config, **extended)
     source = record.get("dataset")
     if not isinstance(source, dict) or not {"path", "sha256"} <= set(source):
         raise ValueError(f"{run_dir}/config.json: no dataset record (path and sha256)")
@@ -390,8 +437,9 @@ def load_run(run_dir: str | os.PathLike, restore: bool = True) -> Finetuner:
     if file_record(path)["sha256"] != source["sha256"]:
         raise ValueError(f"{path}: not the dataset {run_dir} was trained on (its sha256 differs)")
     trainer = Finetuner(config, load_dataset(path, make_spec(config.env_id)))
+    if extended:
+        write_json(run_dir / RECORD, record | {"config": trainer.config})
     if restore:
-        checkpoint = run_dir / CHECKPOINT
         if not checkpoint.exists():
             raise FileNotFoundError(f"{run_dir}: no checkpoint ({CHECKPOINT}) there")
         trainer.restore(read_checkpoint(checkpoint, Finetuner.kind)[0])

@@ -77,6 +77,7 @@ class StableUCBVI:
     def __init__(self, mdp: TabularMDP, config: LearnerConfig):
         if config.episodes < 1:
             raise ValueError(f"need at least 1 episode, got {config.episodes}")
+        mdp.validate()
         self.mdp, self.config = mdp, config
         self.states, self.actions, self.horizon = mdp.shape
         self.episodes = config.episodes

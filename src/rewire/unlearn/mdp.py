@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 MDPS = ("random", "riverswim", "grid")
 
@@ -29,6 +30,31 @@ class TabularMDP(NamedTuple):
         """(S, A, H)."""
         horizon, states, actions, _ = self.transitions.shape
         return states, actions, horizon
+
+    def validate(self) -> None:
+        """Raise a `ValueError` unless the arrays are an MDP: shapes that agree, transition rows and the
+        start distribution that are probability vectors, reward means in [0, 1] (Bernoulli rewards)."""
+        p, r, mu = (np.asarray(x, np.float64) for x in self)
+        if p.ndim != 4 or p.shape[1] != p.shape[3] or r.shape != p.shape[:3] or mu.shape != p.shape[1:2]:
+            raise ValueError(
+                f"an MDP needs transitions (H, S, A, S), reward means (H, S, A) and a start distribution "
+                f"(S,); got {p.shape}, {r.shape} and {mu.shape}"
+            )
+        if not (np.isfinite(p).all() and np.isfinite(r).all() and np.isfinite(mu).all()):
+            raise ValueError("the MDP has NaN or infinite entries")
+        rows = p.sum(-1)
+        if (p < 0).any() or not np.allclose(rows, 1.0, atol=1e-6):
+            h, s, a = np.unravel_index(np.argmax(np.abs(rows - 1.0) + (p < 0).any(-1)), rows.shape)
+            raise ValueError(
+                f"transition row (h={h}, s={s}, a={a}) is not a probability vector "
+                f"(it sums to {rows[h, s, a]:.6g})"
+            )
+        if (mu < 0).any() or not np.isclose(mu.sum(), 1.0, atol=1e-6):
+            raise ValueError(
+                f"the start distribution is not a probability vector (it sums to {mu.sum():.6g})"
+            )
+        if (r < 0).any() or (r > 1).any():
+            raise ValueError("reward means must lie in [0, 1] (rewards are Bernoulli)")
 
 
 class Table(NamedTuple):
