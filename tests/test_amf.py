@@ -219,6 +219,8 @@ def test_cli_run_and_bad_budget(tmp_path):
     args = ["amf", "run", "--tasks", "8", "--budget", "4", "--out", str(tmp_path), "--quiet"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "demos to reach 0.9: " in said and "None" not in said
     (run_dir,) = tmp_path.glob("amf-*")
     assert {"config.json", "results.json", "checkpoint.ckpt", "metrics.jsonl", "success.png"} <= {
         p.name for p in run_dir.iterdir()

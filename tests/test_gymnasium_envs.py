@@ -44,3 +44,74 @@ def test_pendulum_offline_to_online_runs_and_resumes_exactly(tmp_path):
     assert int(full.online.size[0]) == 200  # one finished 200-step episode; the unfinished one waits
     row = full.results()["agents"][0]
     assert np.isfinite(row["final_return"]) and "cumulative_regret" not in row  # no success on dense tasks
+
+
+def test_cli_on_a_dense_reward_env_reports_returns_and_records_its_dataset(tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    from typer.testing import CliRunner
+
+    from rewire.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "pendulum.npz"
+    assert (
+        runner.invoke(
+            app, ["data", "generate", "--env", "Pendulum-v1", "--episodes", "2", "--out", str(data)]
+        ).exit_code
+        == 0
+    )
+    plotted = []
+    monkeypatch.setattr(
+        "rewire.bench.calql.plot_curves",
+        lambda path, x, curves, xlabel, ylabel, *a, **k: plotted.append(ylabel),
+    )
+    args = [
+        "calql",
+        "train",
+        "--env",
+        "Pendulum-v1",
+        "--dataset",
+        str(data),
+        "--methods",
+        "calql",
+        "--seeds",
+        "1",
+    ]
+    args += [
+        "--offline-steps",
+        "100",
+        "--online-steps",
+        "200",
+        "--eval-every",
+        "200",
+        "--offline-eval-every",
+        "50",
+    ]
+    args += [
+        "--hidden",
+        "16",
+        "--batch-size",
+        "16",
+        "--n-actions",
+        "2",
+        "--out",
+        str(tmp_path / "runs"),
+        "--quiet",
+    ]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    row = results["agents"][0]
+    assert {"final_return", "return_at_switch", "dip_depth"} <= set(row)
+    assert not any("success" in key for key in row) and "success" not in res.output
+    assert plotted == ["return", "return"]  # online and offline curves, as returns
+    assert results["curves"]["offline"]["steps"] == [0, 50]
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["dataset"] == {
+        "path": str(data.resolve()),
+        "sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+    }
+    assert (record["config"]["agent"]["obs_dim"], record["config"]["agent"]["act_dim"]) == (3, 1)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rewire.report import Section, write_report
+from rewire.report import Section, reached, versions_line, write_report
 from rewire.runs import create_run_dir, record_run, versions, write_json
 
 SectionFn = Callable[[Path, int, bool], tuple[dict, Section]]
@@ -120,7 +120,7 @@ def amf_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]:
                     selector,
                     c["success_median"][0],
                     at8,
-                    c["demos_to_0.9"],
+                    reached(c["demos_to_0.9"]),
                     c["unseen_task_fraction"] if setting == "mismatch" else "",
                 ]
             )
@@ -128,8 +128,9 @@ def amf_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]:
     crit = result["criteria"]["gp"]
     sentence = (
         f"A GP policy pretrained on half of 24 reaching tasks reaches 0.9 mean success after "
-        f"{mis['amf']['demos_to_0.9']} demonstrations chosen by expected information gain, against "
-        f"{mis['uniform']['demos_to_0.9']} for round-robin and {mis['random']['demos_to_0.9']} for random "
+        f"{reached(mis['amf']['demos_to_0.9'])} demonstrations chosen by expected information gain, against "
+        f"{reached(mis['uniform']['demos_to_0.9'])} for round-robin and "
+        f"{reached(mis['random']['demos_to_0.9'])} for random "
         f"tasks (medians of 3 seeds); AMF spends {mis['amf']['unseen_task_fraction']:.0%} of its demos on "
         f"the tasks pretraining never saw. On the control (pretraining spread over the whole circle) AMF is "
         f"{'never below' if crit['control_not_worse'] else 'at times below'} uniform."
@@ -148,7 +149,14 @@ def unlearn_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Sectio
     verify = Verifier(Setup(states=2, actions=2, horizon=2, episodes=16, rho=0.9), 2000, seed=seed).run(quiet)
     result["verification"] = verify
     images = [p.name for p in plot_unlearn(result, run_dir)]
-    cols = ["T", "rho", "episodes replayed per deletion", "oldest user", "rho * sqrt(ln T)", "at or below"]
+    cols = [
+        "T",
+        "rho",
+        "mean fraction replayed, uniform user",
+        "mean fraction replayed, oldest user",
+        "rho * sqrt(ln T)",
+        "uniform-user mean <= rho * sqrt(ln T)",
+    ]
     rows = [
         [
             r["episodes"],
@@ -281,6 +289,6 @@ def run_demo(out: Path, seed: int = 0, quiet: bool = False, only: list[str] | No
         run_dir / "report.html",
         "rewire demo",
         sections,
-        footer=f"seed {seed}; versions {versions()}; config and per-seed values in summary.json",
+        footer=f"seed {seed}; {versions_line(versions())}; config and per-seed values in summary.json",
     )
     return run_dir

@@ -13,6 +13,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+STYLES = ["-", "--", ":", "-."]  # with the colours, every line stays visible where lines coincide
+
+
+def reached(demos: int | None) -> str:
+    """A 'demos to reach the threshold' value as text: the number, or 'not reached'."""
+    return "not reached" if demos is None else str(demos)
+
+
+def versions_line(versions: dict[str, str]) -> str:
+    """{'jax': '0.10.2', ...} as 'jax 0.10.2, ...' for a footer."""
+    return ", ".join(f"{name} {version}" for name, version in versions.items())
+
+
+def coinciding(curves: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+    """Pairs of names whose median curves are identical (one line would hide the other)."""
+    medians = {name: np.median(np.atleast_2d(np.asarray(ys, float)), 0) for name, ys in curves.items()}
+    names = list(medians)
+    return [
+        (a, b)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if medians[a].shape == medians[b].shape and np.allclose(medians[a], medians[b])
+    ]
 
 
 def plot_curves(
@@ -24,18 +47,22 @@ def plot_curves(
     title: str,
     vline: float | None = None,
 ) -> Path:
-    """One line per name: the median over rows (seeds), each seed thin, the min-max band; `vline` marks
-    a switch."""
+    """One line per name, each in its own colour and dash style: the median over rows (seeds), each seed
+    thin, the min-max band; `vline` marks a switch. Names whose medians coincide are said so in the title."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
-    for (name, ys), color in zip(curves.items(), COLORS, strict=False):
+    for i, (name, ys) in enumerate(curves.items()):
+        color, style = COLORS[i % len(COLORS)], STYLES[i % len(STYLES)]
         ys = np.atleast_2d(np.asarray(ys, float))
-        ax.plot(x, np.median(ys, 0), color=color, label=f"{name} (median of {len(ys)})", lw=2)
+        ax.plot(x, np.median(ys, 0), color=color, ls=style, label=f"{name} (median of {len(ys)})", lw=2)
         if len(ys) > 1:
             ax.fill_between(x, ys.min(0), ys.max(0), color=color, alpha=0.12, lw=0)
             for y in ys:  # each seed, thin: a median can hide a dip that only some seeds show
-                ax.plot(x, y, color=color, lw=0.6, alpha=0.45)
+                ax.plot(x, y, color=color, ls=style, lw=0.6, alpha=0.45)
     if vline is not None:
         ax.axvline(vline, color="grey", ls="--", lw=1)
+    same = coinciding(curves)
+    if same:
+        title += "\n(medians coincide: " + "; ".join(f"{a} = {b}" for a, b in same) + ")"
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)

@@ -113,7 +113,7 @@ def plot_amf(result: dict, folder: Path, env: str = "reach2d", tasks: int = 24) 
             xlabel="task id",
             ylabel="demos (all seeds)",
         )
-        ax.legend(frameon=False, fontsize=8)
+        ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
     fig.tight_layout()
     path = folder / "amf_tasks_asked.png"
     fig.savefig(path)

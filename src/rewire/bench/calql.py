@@ -87,9 +87,12 @@ def run_calql_benchmark(
     return out, trainer
 
 
-def plot_calql(curves: dict, methods: list[str], out_dir: str | Path, stem: str = "calql") -> list[Path]:
-    """Success curves per method (median, range and each seed), offline and online, from `curves` as
-    `Finetuner.results()` gives them."""
+def plot_calql(
+    curves: dict, methods: list[str], out_dir: str | Path, stem: str = "calql", metric: str = "success"
+) -> list[Path]:
+    """Curves per method (median, range and each seed), offline and online, from `curves` as
+    `Finetuner.results()` gives them: the success rate, or (`metric` "return", for dense-reward tasks)
+    the return."""
     out_dir = Path(out_dir)
     labels = curves["labels"]
     paths = []
@@ -101,9 +104,7 @@ def plot_calql(curves: dict, methods: list[str], out_dir: str | Path, stem: str 
         if not curve["steps"]:
             continue
         by_method = {
-            m: np.array(
-                [s for s, lab in zip(curve["success"], labels, strict=True) if lab.split("/")[0] == m]
-            )
+            m: np.array([s for s, lab in zip(curve[metric], labels, strict=True) if lab.split("/")[0] == m])
             for m in methods
         }
         paths.append(
@@ -112,7 +113,7 @@ def plot_calql(curves: dict, methods: list[str], out_dir: str | Path, stem: str 
                 np.array(curve["steps"]),
                 by_method,
                 xlabel,
-                "success rate",
+                "success rate" if metric == "success" else "return",
                 f"{phase} evaluation",
                 vline=0 if phase == "online" else None,
             )

@@ -34,7 +34,7 @@ def run(
     from rewire.active.amf import AMFConfig
     from rewire.active.run import AMFRun
     from rewire.loop import Loop
-    from rewire.report import plot_curves
+    from rewire.report import plot_curves, reached
 
     if resume is not None:
         resume_overrides(ctx)
@@ -76,6 +76,6 @@ def run(
     )
     console.print(
         f"{run_dir}: success {result['success_median'][0]:.2f} -> {result['success_median'][-1]:.2f} "
-        f"after {result['demos'][-1]} demos; 0.9 reached at {result['demos_to_0.9']} demos; "
+        f"after {result['demos'][-1]} demos; demos to reach 0.9: {reached(result['demos_to_0.9'])}; "
         f"tasks asked: {result['tasks_per_seed'][0]}"
     )

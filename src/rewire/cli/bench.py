@@ -88,6 +88,7 @@ def amf(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     from rewire.bench.amf import plot_amf, run_amf_benchmark
+    from rewire.report import reached
 
     result = run_amf_benchmark(env, tasks, seeds, seed, budget, batch, proxies, tuple(model), quiet, out)
     if json_out is not None:
@@ -97,7 +98,7 @@ def amf(
         plot_amf(result, plots, env, tasks)
     for setting, by_model in result["settings"].items():
         for name, by_sel in by_model.items():
-            line = ", ".join(f"{s} {c['demos_to_0.9']}" for s, c in by_sel.items())
+            line = ", ".join(f"{s} {reached(c['demos_to_0.9'])}" for s, c in by_sel.items())
             console.print(f"{setting:>8} {name}: demos to 0.9: {line}")
     for name, c in result["criteria"].items():
         console.print(f"{name}: {c}")

@@ -44,6 +44,9 @@ def train(
     batch_size: int = typer.Option(128, min=1),
     n_actions: int = typer.Option(4, min=1, help="CQL sampled actions per set (paper: 10)."),
     eval_every: int = typer.Option(250, min=1, help="Online environment steps between evaluations."),
+    offline_eval_every: int = typer.Option(
+        1_000, min=1, help="Offline updates between evaluations (the offline curve's resolution)."
+    ),
     out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
     resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
     checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
@@ -78,6 +81,7 @@ def train(
             mixing=mixing,
             utd=utd,
             eval_every=eval_every,
+            offline_eval_every=offline_eval_every,
         )
         config.validate()
         spec = make_spec(env)
@@ -100,7 +104,8 @@ def train(
     write_json(run_dir / "results.json", results)
     from rewire.bench.calql import plot_calql
 
-    plot_calql(results["curves"], list(trainer.config.methods), run_dir)
+    metric = "success" if trainer.spec.sparse else "return"
+    plot_calql(results["curves"], list(trainer.config.methods), run_dir, metric=metric)
     console.print(f"done: {run_dir} (checkpoint, results.json, metrics.jsonl, plots)")
     for row in results["agents"]:
         console.print(

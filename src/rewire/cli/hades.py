@@ -87,7 +87,7 @@ def distill(
     plot_dataset(jax.device_get(run.evolution.mean()), run.task, run_dir / "dataset.png")
     console.print(
         f"done: {path}; fresh-init return median {result['return_median']:.1f} over 10 inits "
-        f"(per init: {np.round(ev['returns'], 1).tolist()})"
+        f"(per init: {', '.join(f'{r:.1f}' for r in np.asarray(ev['returns'], float))})"
     )
 
 

@@ -268,7 +268,9 @@ class Finetuner:
             if self.offline_done >= self.next_offline_eval:
                 rows.append({"kind": "eval", **self._evaluate("offline", self.offline_done)})
                 self.next_offline_eval += cfg.offline_eval_every
-            n = min(cfg.offline_block, cfg.offline_steps - self.offline_done)
+            # a block ends where the next evaluation is due, so the offline curve has the asked resolution
+            end = min(self.offline_done + cfg.offline_block, cfg.offline_steps, self.next_offline_eval)
+            n = end - self.offline_done
             metrics = self._train(n, 1.0)
             self.offline_done += n
             return [*rows, {"kind": "train", "phase": "offline", "step": self.offline_done, **metrics}]
@@ -307,22 +309,20 @@ class Finetuner:
         )
 
     def results(self) -> dict:
-        """Per-agent metrics and curves (method note, 4.4)."""
+        """Per-agent metrics and curves (method note, 4.4). On dense-reward tasks (no success to speak of)
+        the rows report returns only, and the dip is measured on the return."""
         steps, success, returns = self.curves("online")
-        score = success if self.spec.sparse else returns
+        sparse = self.spec.sparse
+        score = success if sparse else returns
         per_agent = []
         for j, label in enumerate(self.agent_labels):
-            row = {
-                "agent": label,
-                "method": label.split("/")[0],
-                "final_success": float(success[-1, j]),
-                "final_return": float(returns[-1, j]),
-            }
+            row = {"agent": label, "method": label.split("/")[0], "final_return": float(returns[-1, j])}
+            row |= {"final_success": float(success[-1, j])} if sparse else {}
             if len(steps) and steps[0] == 0:
-                row["success_at_switch"] = float(success[0, j])
                 row["return_at_switch"] = float(returns[0, j])
+                row |= {"success_at_switch": float(success[0, j])} if sparse else {}
                 row["dip_depth"] = dip_depth(steps, score[:, j], self.config.online_steps)
-                if self.spec.sparse and len(steps) > 1:
+                if sparse and len(steps) > 1:
                     row["cumulative_regret"] = cumulative_regret(steps, success[:, j])
             if self.switch_probe is not None:
                 row["q_minus_mc_at_switch"] = self.switch_probe["q_minus_mc"][j]

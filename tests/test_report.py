@@ -1,0 +1,33 @@
+"""What the reports show: coinciding lines are said so, thresholds never reached read 'not reached', the
+footer is readable."""
+
+import numpy as np
+
+from rewire.report import STYLES, coinciding, plot_curves, reached, versions_line
+
+
+def test_coinciding_medians_are_found_and_named_in_the_title(tmp_path, monkeypatch):
+    curves = {
+        "cql": np.array([[1.0, 0.5], [1.0, 0.7]]),
+        "calql": np.array([[1.0, 0.6]]),
+        "x": np.array([[0, 1.0]]),
+    }
+    assert coinciding(curves) == [("cql", "calql")]
+    titles, styles = [], []
+    import matplotlib.axes
+
+    original_plot = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "set", lambda self, **kw: titles.append(kw.get("title")))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "plot",
+        lambda self, *a, **kw: styles.append(kw.get("ls")) or original_plot(self, *a, **kw),
+    )
+    plot_curves(tmp_path / "c.png", np.array([0, 1]), curves, "steps", "success", "online")
+    assert titles == ["online\n(medians coincide: cql = calql)"] and (tmp_path / "c.png").exists()
+    assert set(styles) == set(STYLES[:3])  # each method its own dash style, its seeds' thin lines too
+
+
+def test_thresholds_never_reached_and_versions_read_as_text():
+    assert reached(None) == "not reached" and reached(12) == "12"
+    assert versions_line({"jax": "0.10.2", "flax": "0.12.8"}) == "jax 0.10.2, flax 0.12.8"
