@@ -105,12 +105,16 @@ def evaluate(
     json_out: Path = typer.Option(None, "--json", help="Write the returns here."),
 ) -> None:
     from rewire.distill.dataset import load_synthetic
-    from rewire.distill.hades import HadesConfig, evaluate_dataset, task_for
+    from rewire.distill.hades import HadesConfig, check_dataset, evaluate_dataset, task_for
     from rewire.runs import config_from_json
 
     data, obs_mean, obs_std, meta = load_synthetic(dataset)
     config = config_from_json(HadesConfig, meta.get("config"), f"{dataset}: meta.config")
     task = task_for(config)
+    try:
+        check_dataset(data, task)
+    except ValueError as err:
+        raise ValueError(f"{dataset}: {err}") from None
     key = jax.random.key(seed)
     results = {}
     for spec in ["", *arch]:

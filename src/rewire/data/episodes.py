@@ -21,7 +21,7 @@ import numpy as np
 
 from rewire.buffer import Transition
 from rewire.envs import EnvSpec
-from rewire.store import atomic, write_npz
+from rewire.store import StoreError, atomic, read_npz, write_npz
 
 ACTION_CLIP = 0.99999  # keeps tanh-space quantities of data actions finite (Cal-QL reference code)
 FLAT_REQUIRED = ("observations", "actions", "rewards", "terminals")
@@ -293,8 +293,7 @@ def load_dataset(path: str | Path, spec: EnvSpec | None = None, env_id: str | No
     metadata: dict = {}
     try:
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+            arrays = read_npz(path)
             stored_id = str(arrays.pop("env_id")) if "env_id" in arrays else None
             if "metadata" in arrays:
                 metadata = json.loads(str(arrays.pop("metadata")))
@@ -309,10 +308,12 @@ def load_dataset(path: str | Path, spec: EnvSpec | None = None, env_id: str | No
                     episodes = _split_flat(path, {k: np.asarray(f[k]) for k in f.keys()})
         else:
             raise DatasetError(f"{path}: unknown format {suffix!r}; use .npz, .h5 or .hdf5")
-    except (OSError, ValueError, KeyError) as err:
+    except StoreError as err:
+        raise DatasetError(str(err)) from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
         if isinstance(err, DatasetError):
             raise
-        raise DatasetError(f"{path}: cannot be read ({err})") from err
+        raise DatasetError(f"{path}: cannot be read ({err})") from None
     env_id = (
         env_id or (str(stored_id) if stored_id is not None else None) or (spec.env_id if spec else "unknown")
     )

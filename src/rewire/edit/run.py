@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewire import store
-from rewire.edit.agents import PPO, PPOConfig
+from rewire.edit.agents import PPO, ActorCritic, PPOConfig
 from rewire.edit.classifier import (
     CLASSES,
     Recipe,
@@ -118,6 +118,8 @@ def load_model(
         raise ValueError(
             f"{path}: the model's layer shapes do not match the {task} task's model ({err})"
         ) from None
+    if not all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params)):
+        raise store.StoreError(f"{path}: the model's parameters have NaN or infinite values")
     return jax.tree.map(jnp.asarray, params), seed, data, source
 
 
@@ -268,13 +270,17 @@ def train_editor(
 
 
 def save_policy(path: str | os.PathLike, policy: dict) -> Path:
-    """A policy record (`train_editor`'s) in rewire's file format: the agent's arrays, the rest as JSON."""
-    meta = {k: v for k, v in policy.items() if k != "agent"}
-    return store.write(path, POLICY_KIND, store.flatten(policy["agent"], "agent"), meta)
+    """A policy record (`train_editor`'s) in rewire's file format: the agent's arrays, the rest as JSON,
+    with the network's input and output sizes (so that a loader can check every array's shape)."""
+    agent = policy["agent"]
+    sizes = {"obs_dim": agent["MLP_0"]["Dense_0"]["kernel"].shape[0], "action_dim": agent["log_std"].shape[0]}
+    meta = {k: v for k, v in policy.items() if k != "agent"} | sizes
+    return store.write(path, POLICY_KIND, store.flatten(agent, "agent"), meta)
 
 
 def load_policy(path: str | os.PathLike) -> dict:
-    """A policy record as `train_editor` returns it (configs rebuilt, the agent's arrays as nested dicts)."""
+    """A policy record as `train_editor` returns it (configs rebuilt, the agent's parameters checked against
+    the network its configs describe: names, shapes, dtypes, finite values)."""
     saved = store.read(path)
     if saved.kind != POLICY_KIND:
         raise ValueError(f"{path}: not a rewire editing policy (a {saved.kind!r} file)")
@@ -286,7 +292,15 @@ def load_policy(path: str | os.PathLike) -> dict:
         raise store.StoreError(f"{path}: not a valid editing policy ({err})") from None
     if meta.get("task") != world.task or not isinstance(meta.get("trained_on_classes"), list):
         raise store.StoreError(f"{path}: not a valid editing policy (task and classes)")
-    return meta | {"world": world, "ppo": ppo, "agent": store.nested(saved.group("agent"))}
+    obs_dim, action_dim = meta.get("obs_dim"), meta.get("action_dim")
+    if not (isinstance(obs_dim, int) and isinstance(action_dim, int) and obs_dim > 0 and action_dim > 0):
+        raise store.StoreError(f"{path}: not a valid editing policy (network sizes)")
+    network = ActorCritic(action_dim, ppo.hidden)
+    template = jax.eval_shape(network.init, jax.random.key(0), jnp.zeros((1, obs_dim)))["params"]
+    agent = store.restore(template, saved.group("agent"), path)
+    if not all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(agent)):
+        raise store.StoreError(f"{path}: the policy's parameters have NaN or infinite values")
+    return meta | {"world": world, "ppo": ppo, "agent": agent}
 
 
 def apply_editor(policy: dict, model: dict, data: Split | TextTask, seed: int) -> tuple[dict, dict]:
@@ -294,15 +308,9 @@ def apply_editor(policy: dict, model: dict, data: Split | TextTask, seed: int) -
     config = policy["world"]
     params, measure = problem(config.task, model, data, config, seed)
     world = EditWorld(config, params.w0.shape)
+    if (world.obs_dim, world.action_dim) != (policy["obs_dim"], policy["action_dim"]):
+        raise ValueError("the model's edited layer does not have the shape this policy was trained on")
     ppo = PPO(world, policy["ppo"])
-    template = jax.eval_shape(ppo.init, jax.random.key(0))
-    try:
-        agent = store.restore(template, store.flatten(policy["agent"]), "the policy")
-    except store.StoreError:
-        raise ValueError(
-            "the model's edited layer does not have the shape this policy was trained on"
-        ) from None
-    agent = jax.tree.map(jnp.asarray, agent)
-    weights = jax.jit(ppo.edit)(agent, params)[1]
+    weights = jax.jit(ppo.edit)(jax.tree.map(jnp.asarray, policy["agent"]), params)[1]
     check_finite(weights, f"{config.world}world")
     return measure(weights)
