@@ -72,6 +72,8 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 def read_json(path: str | os.PathLike) -> Any:
     """A JSON file, or a one-line `ValueError` naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a JSON file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:

@@ -31,6 +31,7 @@ HEADER = "rewire.json"
 ARRAY_KINDS = "biufU"  # bool, integers, floats, unicode text: nothing that needs pickling
 NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+MAX_EXPANSION = 1100  # deflate compresses at most about 1032:1; a member claiming more is a zip bomb
 TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
 
 
@@ -51,6 +52,14 @@ class Stored:
         """The arrays under `prefix/`, with the prefix removed from their names."""
         start = len(prefix) + 1
         return {k[start:]: v for k, v in self.arrays.items() if k.startswith(prefix + "/")}
+
+    def only(self, *names: str) -> Stored:
+        """Itself, if every array is one of `names` or lies under one of them (`name/...`); else a
+        `StoreError` naming the unexpected arrays."""
+        extra = sorted(k for k in self.arrays if not any(k == n or k.startswith(n + "/") for n in names))
+        if extra:
+            raise StoreError(f"{self.path}: unexpected arrays {extra[:3]} in a {self.kind!r} file")
+        return self
 
 
 # ----------------------------------------------------------------------------------------- atomic writes
@@ -118,12 +127,14 @@ def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
 # -------------------------------------------------------------------------------------------- the format
 
 
-def _checked_array(path: Path, name: str, value: Any) -> np.ndarray:
+def _checked_array(path: Path, name: str, value: Any, allow_nan: bool = False) -> np.ndarray:
     if not NAME.match(name) or ".." in name.split("/"):
         raise ValueError(f"{path}: array name {name!r} is not a plain path of letters, digits and _.-")
     array = np.asarray(value)
     if array.dtype.kind not in ARRAY_KINDS:
         raise ValueError(f"{path}: array {name!r} has dtype {array.dtype}, which rewire does not store")
+    if not allow_nan and array.dtype.kind == "f" and np.isnan(array).any():
+        raise ValueError(f"{path}: array {name!r} has NaN values, which rewire does not store")
     return array
 
 
@@ -166,9 +177,9 @@ def write(
 
 def write_npz(path: str | os.PathLike, arrays: Mapping[str, Any], compress: bool = False) -> Path:
     """A plain NPZ file (what `numpy.load` reads, with `allow_pickle=False`), atomic and byte-reproducible:
-    for data sets and exports that other tools read."""
+    for data sets and exports that other tools read (NaN allowed: an export shows what is there)."""
     path = Path(path)
-    checked = {name: _checked_array(path, name, value) for name, value in arrays.items()}
+    checked = {name: _checked_array(path, name, value, allow_nan=True) for name, value in arrays.items()}
     return _write_archive(path, checked, compress)
 
 
@@ -195,6 +206,8 @@ def _read_member(path: Path, archive: zipfile.ZipFile, name: str, declared: dict
                 f"{where} is {dtype.str}{list(shape)} but declared {declared.get('dtype')}{declared['shape']}"
             )
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if info.file_size > MAX_EXPANSION * info.compress_size + 2**20:
+            raise StoreError(f"{where} would expand {info.compress_size} bytes to {info.file_size}")
         if info.file_size - member.tell() != nbytes:
             raise StoreError(f"{where} holds {info.file_size - member.tell()} bytes, expected {nbytes}")
         try:
@@ -202,6 +215,8 @@ def _read_member(path: Path, archive: zipfile.ZipFile, name: str, declared: dict
         except (OSError, zipfile.BadZipFile, EOFError) as err:
             raise StoreError(f"{where} cannot be read ({err})") from None
     array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+    if declared is not None and dtype.kind == "f" and np.isnan(array).any():
+        raise StoreError(f"{where} has NaN values (rewire never stores NaN)")  # data sets say which row
     return array.copy()
 
 

@@ -123,6 +123,7 @@ class AMFRun:
 
     def restore(self, stored: store.Stored) -> None:
         """The state and history of a checkpoint (bit-identical to a run that never stopped)."""
+        stored.only("state", "history")
         rounds = stored.meta.get("rounds")
         if not isinstance(rounds, int) or rounds < 0:
             raise store.StoreError(f"{stored.path}: no round count")

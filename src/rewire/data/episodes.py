@@ -21,7 +21,7 @@ import numpy as np
 
 from rewire.buffer import Transition
 from rewire.envs import EnvSpec
-from rewire.store import StoreError, atomic, read_npz, write_npz
+from rewire.store import MAX_EXPANSION, StoreError, atomic, read_npz, write_npz
 
 ACTION_CLIP = 0.99999  # keeps tanh-space quantities of data actions finite (Cal-QL reference code)
 FLAT_REQUIRED = ("observations", "actions", "rewards", "terminals")
@@ -263,6 +263,17 @@ def _split_flat(path: Path, arrays: dict[str, np.ndarray]) -> list[Episode]:
     return episodes
 
 
+def _h5_array(path: Path, node: object, key: str) -> np.ndarray:
+    """An HDF5 dataset's values, refused before reading if it is a group, or if it declares far more data
+    than the file could hold (a chunked dataset can declare any shape without storing it)."""
+    if not isinstance(node, h5py.Dataset):
+        raise DatasetError(f"{path}: key '{key}' is a group, not an array")
+    declared = node.size * node.dtype.itemsize
+    if declared > MAX_EXPANSION * max(path.stat().st_size, 1) + 2**20:
+        raise DatasetError(f"{path}: key '{key}' declares shape {node.shape}, more than the file can hold")
+    return np.asarray(node)
+
+
 def _read_minari(path: Path, f: h5py.File) -> list[Episode]:
     names = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
     episodes = []
@@ -271,7 +282,7 @@ def _read_minari(path: Path, f: h5py.File) -> list[Episode]:
         for key in MINARI_KEYS:
             if key not in group:
                 raise DatasetError(f"{path}: missing key '{name}/{key}'")
-        arrays = {key: np.asarray(group[key]) for key in MINARI_KEYS}
+        arrays = {key: _h5_array(path, group[key], f"{name}/{key}") for key in MINARI_KEYS}
         episodes.append(
             Episode(
                 arrays["observations"].astype(np.float32),
@@ -305,7 +316,7 @@ def load_dataset(path: str | Path, spec: EnvSpec | None = None, env_id: str | No
                 if any(k.startswith("episode_") for k in f.keys()):
                     episodes = _read_minari(path, f)
                 else:
-                    episodes = _split_flat(path, {k: np.asarray(f[k]) for k in f.keys()})
+                    episodes = _split_flat(path, {k: _h5_array(path, f[k], k) for k in f.keys()})
         else:
             raise DatasetError(f"{path}: unknown format {suffix!r}; use .npz, .h5 or .hdf5")
     except StoreError as err:

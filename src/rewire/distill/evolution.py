@@ -103,6 +103,7 @@ class Evolution:
         return store.flatten(self.state, "es") | history, {"history": list(self.history)}
 
     def restore(self, stored: store.Stored) -> None:
+        stored.only("es", "history")
         names = stored.meta.get("history")
         if not isinstance(names, list):
             raise store.StoreError(f"{stored.path}: no history record")

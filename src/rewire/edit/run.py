@@ -93,6 +93,7 @@ def load_model(
     saved = store.read(path)
     if saved.kind != MODEL_KINDS[task]:
         raise ValueError(f"{path}: not a model for the {task} task (expected kind {MODEL_KINDS[task]!r})")
+    saved.only("params")
     seed, recorded = saved.meta.get("seed"), saved.meta.get("data_file")
     if not isinstance(seed, int) or not (
         recorded is None or isinstance(recorded, dict) and "path" in recorded
@@ -197,6 +198,7 @@ class EditorTraining:
         return store.flatten(self.state, "ppo") | {"returns": np.asarray(self.returns, np.float64)}, {}
 
     def restore(self, stored: store.Stored) -> None:
+        stored.only("ppo", "returns")
         template = jax.eval_shape(self._init, self.key, self.params)
         self.state = jax.tree.map(jnp.asarray, store.restore(template, stored.group("ppo"), stored.path))
         returns = stored.arrays.get("returns")
@@ -284,6 +286,7 @@ def load_policy(path: str | os.PathLike) -> dict:
     saved = store.read(path)
     if saved.kind != POLICY_KIND:
         raise ValueError(f"{path}: not a rewire editing policy (a {saved.kind!r} file)")
+    saved.only("agent")
     meta = saved.meta
     try:
         world = config_from_json(WorldConfig, meta.get("world"), f"{path}: world")

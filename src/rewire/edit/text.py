@@ -163,6 +163,8 @@ def read_text_file(path: str | os.PathLike, seed: int = 0) -> TextData:
     fair_test as a pair). Without a split field the rows are split 60/20/20 into train, val and test inside
     each (group, label) cell, seeded. Every split needs all four cells. Errors name the file and line."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a text data set")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix.lower() not in (".csv", ".jsonl"):

@@ -369,7 +369,7 @@ class Finetuner:
 
     def restore(self, stored: store.Stored) -> None:
         """The state of a checkpoint written by this configuration (bit-identical continuation)."""
-        meta, source = stored.meta, str(stored.path)
+        meta, source = stored.only("agents", "online", "key", "runner", "pending").meta, str(stored.path)
         if not all(isinstance(meta.get(name), int) for name in self._COUNTERS):
             raise store.StoreError(f"{source}: the checkpoint lacks the trainer's counters")
         if not isinstance(meta.get("history"), list):

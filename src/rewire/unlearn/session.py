@@ -161,6 +161,7 @@ class Session:
             return store.flatten(self.state, "learner") | mdp_arrays(self.mdp), {}
 
     def restore(self, stored: store.Stored) -> None:
+        stored.only("learner", "mdp")
         with jax.enable_x64(True):
             self.state = jax.tree.map(
                 jnp.asarray, store.restore(self.state, stored.group("learner"), stored.path)
@@ -223,6 +224,7 @@ class Session:
             raise FileNotFoundError(f"{directory}: no learner state ({STATE_FILE}) there")
         setup = config_from_json(Setup, read_run_record(directory)["config"], f"{directory}/config.json")
         stored, _ = read_checkpoint(directory / STATE_FILE, cls.kind)
+        stored.only("learner", "mdp")
         shapes = {"transitions": 4, "reward_mean": 3, "initial": 1}
         mdp_parts = stored.group("mdp")
         if set(mdp_parts) != set(shapes) or any(mdp_parts[k].ndim != n for k, n in shapes.items()):
