@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -85,3 +86,12 @@ def test_bad_inputs_exit_with_a_message(tmp_path):
     assert res.exit_code == 2 and "missing key 'terminals'" in res.output
     res = runner.invoke(app, ["calql", "train", "--methods", "dqn", "--out", str(tmp_path), "--quiet"])
     assert res.exit_code == 2 and "unknown method" in res.output
+
+
+def test_the_brax_install_hint_keeps_its_brackets(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("brax") is not None:
+        pytest.skip("brax is installed: there is nothing to hint")
+    res = runner.invoke(app, ["hades", "distill", "--env", "brax-hopper", "--out", str(tmp_path), "--quiet"])
+    assert res.exit_code == 2 and "pip install 'rewire[brax]'" in " ".join(res.stderr.split())

@@ -167,6 +167,10 @@ def test_cli_distill_evaluate_and_bad_input(tmp_path):
     args = ["hades", "distill", "--env", "CartPole-v1", "--size", "2", "--generations", "3", "--popsize", "8"]
     res = runner.invoke(app, [*args, "--out", str(tmp_path), "--quiet"])
     assert res.exit_code == 0, res.output
+    import re
+
+    per_init = re.search(r"per init: ([^)]*)\)", " ".join(res.output.split())).group(1)
+    assert all(re.fullmatch(r"-?\d+\.\d", value) for value in per_init.split(", ")), per_init  # rounded
     (run_dir,) = list(tmp_path.glob("hades-*"))
     assert {"dataset.npz", "checkpoint.ckpt", "result.json", "config.json", "dataset.png"} <= {
         p.name for p in run_dir.iterdir()

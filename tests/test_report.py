@@ -31,3 +31,21 @@ def test_coinciding_medians_are_found_and_named_in_the_title(tmp_path, monkeypat
 def test_thresholds_never_reached_and_versions_read_as_text():
     assert reached(None) == "not reached" and reached(12) == "12"
     assert versions_line({"jax": "0.10.2", "flax": "0.12.8"}) == "jax 0.10.2, flax 0.12.8"
+
+
+def test_the_amf_task_legend_sits_beside_the_bars_not_over_them(tmp_path, monkeypatch):
+    import rewire.bench.amf as amf_bench
+
+    run = {
+        "demos": [0, 2],
+        "success_per_seed": [[0.5, 0.6]],
+        "tasks_per_seed": [[0, 1]],
+    }
+    result = {"settings": {"mismatch": {"gp": {"amf": run, "uniform": run, "random": run}}}}
+    figures = []
+    monkeypatch.setattr(amf_bench.plt, "close", figures.append)
+    amf_bench.plot_amf(result, tmp_path, "reach2d", 8)
+    (ax,) = figures[-1].axes
+    renderer = figures[-1].canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1 - 1  # to the right of the plotting area
