@@ -126,3 +126,17 @@ def test_progress_off_a_terminal_is_plain_lines(tmp_path, capsys, monkeypatch):
     lines = capsys.readouterr().err.splitlines()
     assert re.fullmatch(r"walk: 1/3 steps \(33%\), [\d.,]+ steps/s, \d+ s left; t 1", lines[0]), lines
     assert re.fullmatch(r"walk: 3/3 steps \(100%\), [\d.,]+ steps/s; t 3", lines[-1]), lines
+
+
+def test_a_cli_run_off_a_terminal_prints_plain_lines_in_its_own_unit(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from rewire.cli import app
+
+    monkeypatch.setattr("rewire.progress.PLAIN_INTERVAL_S", 0.0)
+    args = ["hades", "distill", "--generations", "2", "--popsize", "8", "--out", str(tmp_path)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.stderr.splitlines() if line.startswith("hades CartPole-v1: ")]
+    assert lines and all(" generations/s" in line for line in lines)
+    assert lines[-1].startswith("hades CartPole-v1: 2/2 generations (100%)")
