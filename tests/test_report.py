@@ -12,7 +12,8 @@ def test_coinciding_medians_are_found_and_named_in_the_title(tmp_path, monkeypat
         "calql": np.array([[1.0, 0.6]]),
         "x": np.array([[0, 1.0]]),
     }
-    assert coinciding(curves) == [("cql", "calql")]
+    assert coinciding(curves) == [["cql", "calql"]]
+    assert coinciding({k: np.ones((1, 3)) for k in "abc"} | {"d": np.zeros((1, 3))}) == [["a", "b", "c"]]
     titles, styles = [], []
     import matplotlib.axes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,16 +27,19 @@ def versions_line(versions: dict[str, str]) -> str:
     return ", ".join(f"{name} {version}" for name, version in versions.items())
 
 
-def coinciding(curves: dict[str, np.ndarray]) -> list[tuple[str, str]]:
-    """Pairs of names whose median curves are identical (one line would hide the other)."""
+def coinciding(curves: dict[str, np.ndarray]) -> list[list[str]]:
+    """Groups of two or more names whose median curves are identical (one line would hide the others)."""
     medians = {name: np.median(np.atleast_2d(np.asarray(ys, float)), 0) for name, ys in curves.items()}
-    names = list(medians)
-    return [
-        (a, b)
-        for i, a in enumerate(names)
-        for b in names[i + 1 :]
-        if medians[a].shape == medians[b].shape and np.allclose(medians[a], medians[b])
-    ]
+    groups: list[list[str]] = []
+    for name, median in medians.items():
+        for group in groups:
+            first = medians[group[0]]
+            if first.shape == median.shape and np.allclose(first, median):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return [group for group in groups if len(group) > 1]
 
 
 def plot_curves(
@@ -47,13 +51,14 @@ def plot_curves(
     title: str,
     vline: float | None = None,
 ) -> Path:
-    """One line per name, each in its own colour and dash style: the median over rows (seeds), each seed
-    thin, the min-max band; `vline` marks a switch. Names whose medians coincide are said so in the title."""
+    """One line per name, each in its own colour and dash style, and each median a little narrower than the
+    one before, so lines that coincide stay visible: the median over rows (seeds), each seed thin, the
+    min-max band; `vline` marks a switch. Names whose medians coincide are said so in the title."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
     for i, (name, ys) in enumerate(curves.items()):
-        color, style = COLORS[i % len(COLORS)], STYLES[i % len(STYLES)]
+        color, style, width = COLORS[i % len(COLORS)], STYLES[i % len(STYLES)], 1.5 + len(curves) - 1 - i
         ys = np.atleast_2d(np.asarray(ys, float))
-        ax.plot(x, np.median(ys, 0), color=color, ls=style, label=f"{name} (median of {len(ys)})", lw=2)
+        ax.plot(x, np.median(ys, 0), color=color, ls=style, label=f"{name} (median of {len(ys)})", lw=width)
         if len(ys) > 1:
             ax.fill_between(x, ys.min(0), ys.max(0), color=color, alpha=0.12, lw=0)
             for y in ys:  # each seed, thin: a median can hide a dip that only some seeds show
@@ -62,7 +67,8 @@ def plot_curves(
         ax.axvline(vline, color="grey", ls="--", lw=1)
     same = coinciding(curves)
     if same:
-        title += "\n(medians coincide: " + "; ".join(f"{a} = {b}" for a, b in same) + ")"
+        note = "medians coincide: " + "; ".join(" = ".join(group) for group in same)
+        title += "\n" + "\n".join(textwrap.wrap(f"({note})", 70))
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
