@@ -50,3 +50,17 @@ def test_the_amf_task_legend_sits_beside_the_bars_not_over_them(tmp_path, monkey
     renderer = figures[-1].canvas.get_renderer()
     legend = ax.get_legend().get_window_extent(renderer)
     assert legend.x0 >= ax.get_window_extent(renderer).x1 - 1  # to the right of the plotting area
+
+
+def test_the_deletion_cost_table_says_which_users_each_column_is_about():
+    from rewire.demo import unlearn_table
+
+    row = {"episodes": 100, "rho": 0.05, "recompute_fraction": 0.02, "oldest_fraction": 0.12}
+    row |= {
+        "rho_sqrt_ln_t": 0.107,
+        "within_bound": True,
+    }  # the oldest user exceeds the bound, uniform users not
+    cols, rows = unlearn_table([row])
+    assert rows == [[100, 0.05, 0.02, 0.12, 0.107, True]]
+    bound = cols[rows[0].index(True)]
+    assert "uniform" in bound and "oldest" not in bound and "oldest" in cols[rows[0].index(0.12)]

@@ -140,6 +140,21 @@ def amf_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]:
     )
 
 
+UNLEARN_COLUMNS = {  # the bound is the uniform-drawn users' claim; the oldest user may exceed it
+    "T": "episodes",
+    "rho": "rho",
+    "mean fraction replayed, uniform user": "recompute_fraction",
+    "mean fraction replayed, oldest user": "oldest_fraction",
+    "rho * sqrt(ln T)": "rho_sqrt_ln_t",
+    "uniform-user mean <= rho * sqrt(ln T)": "within_bound",
+}
+
+
+def unlearn_table(rows: list[dict]) -> tuple[list[str], list[list[object]]]:
+    """The demo's deletion-cost table: each column says which users it is about."""
+    return list(UNLEARN_COLUMNS), [[r[key] for key in UNLEARN_COLUMNS.values()] for r in rows]
+
+
 def unlearn_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]:
     from rewire.bench.unlearn import plot_unlearn, run_unlearn_benchmark
     from rewire.unlearn.session import Setup
@@ -149,25 +164,7 @@ def unlearn_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Sectio
     verify = Verifier(Setup(states=2, actions=2, horizon=2, episodes=16, rho=0.9), 2000, seed=seed).run(quiet)
     result["verification"] = verify
     images = [p.name for p in plot_unlearn(result, run_dir)]
-    cols = [
-        "T",
-        "rho",
-        "mean fraction replayed, uniform user",
-        "mean fraction replayed, oldest user",
-        "rho * sqrt(ln T)",
-        "uniform-user mean <= rho * sqrt(ln T)",
-    ]
-    rows = [
-        [
-            r["episodes"],
-            r["rho"],
-            r["recompute_fraction"],
-            r["oldest_fraction"],
-            r["rho_sqrt_ln_t"],
-            r["within_bound"],
-        ]
-        for r in result["rows"]
-    ]
+    cols, rows = unlearn_table(result["rows"])
     exact, controls = verify["exact"], verify["controls"]
     regret = {
         (c["rho"], c["bonus"]): c["final_regret_median"]
