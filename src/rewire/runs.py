@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rewire.store import write_bytes
+from rewire.store import input_file, write_bytes
 
 RECORD = "config.json"
 T = TypeVar("T")
@@ -71,11 +71,7 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 def read_json(path: str | os.PathLike) -> Any:
     """A JSON file, or a one-line `ValueError` naming the file."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: is a directory, not a JSON file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = input_file(path, "a JSON file")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as err:

@@ -115,6 +115,16 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def input_file(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a file to read, or a one-line error: a directory is not `what`, a missing file is missing."""
+    path = Path(path)
+    if path.is_dir():
+        raise StoreError(f"{path}: is a directory, not {what}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return path
+
+
 def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
     """Delete the temporary files an atomic write left behind when its process was killed."""
     directory = Path(directory)
@@ -222,11 +232,7 @@ def _read_member(path: Path, archive: zipfile.ZipFile, name: str, declared: dict
 
 def read(path: str | os.PathLike, kinds: str | Iterable[str] | None = None) -> Stored:
     """Read a rewire file, refusing anything else (and, with `kinds`, a file of another kind)."""
-    path = Path(path)
-    if path.is_dir():
-        raise StoreError(f"{path}: is a directory, not a rewire file")
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = input_file(path, "a rewire file")
     expected = [kinds] if isinstance(kinds, str) else (list(kinds) if kinds is not None else None)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -263,11 +269,7 @@ def read(path: str | os.PathLike, kinds: str | Iterable[str] | None = None) -> S
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A plain NPZ file's arrays by name, read as safely as a rewire file (no pickles, every header checked
     against its byte count before anything is allocated); anything else raises a `StoreError` naming it."""
-    path = Path(path)
-    if path.is_dir():
-        raise StoreError(f"{path}: is a directory, not an NPZ file")
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = input_file(path, "an NPZ file")
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()

@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from rewire.edit.classifier import Recipe, minibatch_adam
+from rewire.store import input_file
 
 NAMES = (("james", "john", "robert", "michael", "david"), ("mary", "linda", "susan", "sarah", "karen"))
 PRONOUNS = ("he", "she")
@@ -162,11 +163,7 @@ def read_text_file(path: str | os.PathLike, seed: int = 0) -> TextData:
     fields `text`, `label` (0/1), `group` (0/1) and optionally `split` (train, val, test, and fair_val with
     fair_test as a pair). Without a split field the rows are split 60/20/20 into train, val and test inside
     each (group, label) cell, seeded. Every split needs all four cells. Errors name the file and line."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: is a directory, not a text data set")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = input_file(path, "a text data set")
     if path.suffix.lower() not in (".csv", ".jsonl"):
         raise ValueError(f"{path}: a text data set must be .csv or .jsonl")
     rows, first_split = [], None
