@@ -44,9 +44,9 @@ def worker_rewire(args: argparse.Namespace) -> dict:
     import jax
 
     from rewire.buffer import buffer_from_transitions, buffer_init
+    from rewire.calql import cql
     from rewire.data.episodes import episodes_to_transitions, load_dataset
     from rewire.envs import make_spec
-    from rewire.finetune import cql
     from rewire.jaxcache import enable_compilation_cache
 
     enable_compilation_cache()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rewire.active.amf import AMF, AMFConfig
-from rewire.active.gaussian import (
+from rewire.amf.core import AMF, AMFConfig
+from rewire.amf.gaussian import (
     candidate_gains,
     condition_on,
     data_cholesky,
@@ -19,8 +19,8 @@ from rewire.active.gaussian import (
     predictive_gain,
     rbf,
 )
-from rewire.active.models import NNSettings
-from rewire.active.run import AMFRun, NonFiniteKernel, demos_to
+from rewire.amf.models import NNSettings
+from rewire.amf.run import AMFRun, NonFiniteKernel, demos_to
 from rewire.cli import app
 from rewire.envs.multitask import clip_norm, make_multitask, pretraining_demo_tasks
 from rewire.loop import Loop

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from rewire.buffer import Transition
+from rewire.calql import cql
+from rewire.calql.metrics import cumulative_regret, dip_depth
 from rewire.data.episodes import Episode, mc_returns, truncation_tail
-from rewire.finetune import cql
-from rewire.finetune.metrics import cumulative_regret, dip_depth
 from rewire.nets import gaussian_log_density, tanh_gaussian_sample, tanh_log_det
 
 LOG2 = math.log(2.0)

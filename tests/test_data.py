@@ -4,9 +4,9 @@ import h5py
 import numpy as np
 import pytest
 
+from rewire.calql.trainer import FinetuneConfig, Finetuner
 from rewire.data.episodes import DatasetError, Episode, EpisodeDataset, load_dataset, save_dataset
 from rewire.envs import make_spec, maze_id
-from rewire.finetune.trainer import FinetuneConfig, Finetuner
 
 SPEC = make_spec(maze_id("open"))
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rewire.distill.evolution import Evolution, NonFiniteFitness
 from rewire.es import ESConfig, make_es, make_population_score, snes_weights
+from rewire.hades.evolution import Evolution, NonFiniteFitness
 from rewire.loop import Loop
 
 TARGET = jnp.array([3.0, -2.0, 0.5])

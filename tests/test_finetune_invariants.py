@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from rewire.finetune import cql
-from rewire.finetune.trainer import FinetuneConfig, Finetuner
+from rewire.calql import cql
+from rewire.calql.trainer import FinetuneConfig, Finetuner
 from rewire.loop import CHECKPOINT, Loop, read_checkpoint
 
 TINY = FinetuneConfig(
@@ -82,7 +82,7 @@ def test_calql_and_cql_start_paired(umaze_dataset):
 
 
 def test_a_diverging_critic_stops_the_run_with_a_message(umaze_dataset):
-    from rewire.finetune.trainer import DivergedCritic
+    from rewire.calql.trainer import DivergedCritic
 
     config = FinetuneConfig(
         **{

@@ -3,9 +3,9 @@ it through a short online phase."""
 
 import numpy as np
 
+from rewire.calql.trainer import FinetuneConfig, Finetuner
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec, maze_id
-from rewire.finetune.trainer import FinetuneConfig, Finetuner
 from rewire.loop import Loop
 
 THRESHOLD = 0.8

@@ -3,10 +3,10 @@
 import jax
 import numpy as np
 
+from rewire.calql import cql
+from rewire.calql.trainer import FinetuneConfig, Finetuner
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec
-from rewire.finetune import cql
-from rewire.finetune.trainer import FinetuneConfig, Finetuner
 from rewire.loop import CHECKPOINT, Loop, read_checkpoint
 
 CONFIG = FinetuneConfig(

@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from rewire.cli import app
-from rewire.distill.bc import Learner, bc_loss, init_many, initializer, policy_module, train_bc
-from rewire.distill.dataset import load_synthetic, save_synthetic
-from rewire.distill.hades import (
+from rewire.envs.control import make_control
+from rewire.es import ESConfig, make_population_score
+from rewire.hades.bc import Learner, bc_loss, init_many, initializer, policy_module, train_bc
+from rewire.hades.core import (
     HadesConfig,
     bc_targets,
     check_dataset,
@@ -23,9 +24,8 @@ from rewire.distill.hades import (
     policy_for,
     task_for,
 )
-from rewire.distill.run import build_hades, save_dataset
-from rewire.envs.control import make_control
-from rewire.es import ESConfig, make_population_score
+from rewire.hades.dataset import load_synthetic, save_synthetic
+from rewire.hades.run import build_hades, save_dataset
 from rewire.rollout import control_rollout
 
 
@@ -150,7 +150,7 @@ def test_init_many_gives_distinct_fresh_policies():
 
 
 def test_digits_distillation_improves_on_its_class_mean_start():
-    from rewire.distill.digits import DigitsConfig, distill_digits
+    from rewire.hades.digits import DigitsConfig, distill_digits
 
     config = DigitsConfig(generations=25, es=ESConfig("openes", popsize=16, sigma=0.05, lr=0.01))
     result = distill_digits(config, seed=0, quiet=True)

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rewire.cli import app
-from rewire.distill.run import run_from_record
+from rewire.hades.run import run_from_record
 from rewire.loop import CHECKPOINT, read_checkpoint
 
 runner = CliRunner()

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from rewire.finetune.trainer import FinetuneConfig
+from rewire.calql.trainer import FinetuneConfig
 from rewire.runs import record_run, write_json
 
 

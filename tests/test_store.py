@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from rewire import store
-from rewire.active.amf import AMFConfig
-from rewire.distill.hades import HadesConfig, default_config
+from rewire.amf.core import AMFConfig
+from rewire.calql.trainer import FinetuneConfig
 from rewire.edit.agents import PPOConfig
 from rewire.edit.world import WorldConfig
-from rewire.finetune.trainer import FinetuneConfig
+from rewire.hades.core import HadesConfig, default_config
 from rewire.runs import config_from_json, create_run_dir, to_jsonable
 from rewire.unlearn.session import Setup
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rewire.active.amf import SELECTORS, AMFConfig
-from rewire.active.run import THRESHOLD, AMFRun
+from rewire.amf.core import SELECTORS, AMFConfig
+from rewire.amf.run import THRESHOLD, AMFRun
 from rewire.envs.multitask import make_multitask, pretraining_demo_tasks
 from rewire.loop import Loop
 from rewire.report import COLORS, plot_curves, plt

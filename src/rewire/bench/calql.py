@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rewire.calql import cql
+from rewire.calql.trainer import FinetuneConfig, Finetuner
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec, maze_id
-from rewire.finetune import cql
-from rewire.finetune.trainer import FinetuneConfig, Finetuner
 from rewire.loop import Loop
 from rewire.report import plot_curves
 from rewire.runs import versions

@@ -9,15 +9,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rewire.distill.hades import (
+from rewire.envs.control import ControlTask, make_control
+from rewire.hades.core import (
     HadesConfig,
     bc_targets,
     default_config,
     evaluate_policies,
     policy_for,
 )
-from rewire.distill.run import EVAL_INITS, build_hades, build_neuroevolution, save_dataset
-from rewire.envs.control import ControlTask, make_control
+from rewire.hades.run import EVAL_INITS, build_hades, build_neuroevolution, save_dataset
 from rewire.report import COLORS, plot_curves, plt
 from rewire.runs import versions
 

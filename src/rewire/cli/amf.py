@@ -31,8 +31,8 @@ def run(
     checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every round)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from rewire.active.amf import AMFConfig
-    from rewire.active.run import AMFRun
+    from rewire.amf.core import AMFConfig
+    from rewire.amf.run import AMFRun
     from rewire.loop import Loop
     from rewire.report import plot_curves, reached
 

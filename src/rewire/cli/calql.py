@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
+from rewire.calql import cql
+from rewire.calql.trainer import FinetuneConfig, Finetuner, dataset_record, load_run
 from rewire.cli.common import command_group, console, friendly_errors, parse_ints, resume_overrides
 from rewire.data.episodes import load_dataset, save_dataset
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec
-from rewire.finetune import cql
-from rewire.finetune.trainer import FinetuneConfig, Finetuner, dataset_record, load_run
 from rewire.loop import Loop
 from rewire.runs import create_run_dir, record_run, write_json
 

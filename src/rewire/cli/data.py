@@ -37,7 +37,7 @@ def generate(
 ) -> None:
     spec = make_spec(env)
     if policy is not None:
-        from rewire.finetune.trainer import load_run
+        from rewire.calql.trainer import load_run
 
         trainer = load_run(policy if policy.is_dir() else policy.parent)
         if trainer.spec.env_id != spec.env_id:

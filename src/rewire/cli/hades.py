@@ -40,8 +40,8 @@ def distill(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     from rewire.bench.hades import plot_dataset
-    from rewire.distill.hades import default_config
-    from rewire.distill.run import build_hades, run_from_record, save_dataset
+    from rewire.hades.core import default_config
+    from rewire.hades.run import build_hades, run_from_record, save_dataset
 
     if resume is not None:
         extended = resume_overrides(ctx, ("generations",))
@@ -104,8 +104,8 @@ def evaluate(
     seed: int = typer.Option(0),
     json_out: Path = typer.Option(None, "--json", help="Write the returns here."),
 ) -> None:
-    from rewire.distill.dataset import load_synthetic
-    from rewire.distill.hades import HadesConfig, check_dataset, evaluate_dataset, task_for
+    from rewire.hades.core import HadesConfig, check_dataset, evaluate_dataset, task_for
+    from rewire.hades.dataset import load_synthetic
     from rewire.runs import config_from_json
 
     data, obs_mean, obs_std, meta = load_synthetic(dataset)
@@ -138,7 +138,7 @@ def digits(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     from rewire.bench.hades import plot_digits
-    from rewire.distill.digits import DigitsConfig, distill_digits
+    from rewire.hades.digits import DigitsConfig, distill_digits
 
     config = DigitsConfig(images_per_class=images_per_class, generations=generations)
     config = replace(config, es=replace(config.es, popsize=popsize))

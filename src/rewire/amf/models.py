@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rewire.active.gaussian import data_cholesky, posterior_cov, rbf, solve_weights
+from rewire.amf.gaussian import data_cholesky, posterior_cov, rbf, solve_weights
 from rewire.envs.multitask import MultiTaskEnv, TaskPolicy, clip_norm
 from rewire.nets import MLP
 

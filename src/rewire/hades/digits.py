@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rewire.distill.bc import Learner, bc_loss, init_many, initializer, policy_module, train_bc
-from rewire.distill.evolution import Evolution
 from rewire.es import ESConfig, ScoreFn
+from rewire.hades.bc import Learner, bc_loss, init_many, initializer, policy_module, train_bc
+from rewire.hades.evolution import Evolution
 from rewire.loop import Loop
 
 CLASSES = 10

@@ -9,10 +9,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from rewire.distill.bc import Learner, initializer
-from rewire.distill.dataset import save_synthetic
-from rewire.distill.evolution import Evolution
-from rewire.distill.hades import (
+from rewire.envs.control import ControlTask
+from rewire.hades.bc import Learner, initializer
+from rewire.hades.core import (
     HadesConfig,
     dataset_template,
     evaluate_dataset,
@@ -22,7 +21,8 @@ from rewire.distill.hades import (
     policy_for,
     task_for,
 )
-from rewire.envs.control import ControlTask
+from rewire.hades.dataset import save_synthetic
+from rewire.hades.evolution import Evolution
 from rewire.loop import Loop
 from rewire.runs import RECORD, config_from_json, read_run_record, versions, write_json
 

@@ -1,6 +1,6 @@
 """Offline pre-training, then online fine-tuning, for a stack of agents (methods x seeds) in one process.
 
-The algorithm lives in `rewire.finetune.cql` (pure, jitted); this module only orchestrates: data in,
+The algorithm lives in `rewire.calql.cql` (pure, jitted); this module only orchestrates: data in,
 collection, buffer inserts of finished episodes and evaluation, as a `rewire.loop.Resumable` that the run
 loop checkpoints and resumes.
 """
@@ -19,6 +19,8 @@ import numpy as np
 
 from rewire import store
 from rewire.buffer import Transition, buffer_add, buffer_from_transitions, buffer_init
+from rewire.calql import cql
+from rewire.calql.metrics import cumulative_regret, dip_depth
 from rewire.data.episodes import (
     ACTION_CLIP,
     EpisodeDataset,
@@ -29,8 +31,6 @@ from rewire.data.episodes import (
     validate_episodes,
 )
 from rewire.envs import EnvSpec, make_spec
-from rewire.finetune import cql
-from rewire.finetune.metrics import cumulative_regret, dip_depth
 from rewire.loop import CHECKPOINT, Stopwatch, read_checkpoint
 from rewire.rollout import EpisodeAssembler, make_runner
 from rewire.runs import RECORD, config_from_json, file_record, read_run_record, write_json

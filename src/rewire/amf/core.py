@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 
-from rewire.active.gaussian import greedy_batch
-from rewire.active.models import Data, GPModel, GPSettings, NNModel, NNSettings
+from rewire.amf.gaussian import greedy_batch
+from rewire.amf.models import Data, GPModel, GPSettings, NNModel, NNSettings
 from rewire.envs.multitask import MultiTaskEnv, TaskPolicy, make_multitask
 
 SELECTORS = ("amf", "uniform", "random")

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rewire.distill.bc import Learner, act, init_many, policy_module, train_bc
 from rewire.envs.control import ControlTask, make_control
 from rewire.es import ESConfig, ScoreFn
+from rewire.hades.bc import Learner, act, init_many, policy_module, train_bc
 from rewire.rollout import control_rollout
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewire import store
-from rewire.active.amf import AMF, AMFConfig, selector_id
+from rewire.amf.core import AMF, AMFConfig, selector_id
 from rewire.envs.multitask import pretraining_demo_tasks
 
 THRESHOLD = 0.9
