@@ -15,7 +15,7 @@ demo: $(STAMP)
 	$(BIN)/rewire demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/pytest -q
 
 bench-calql: $(STAMP)

@@ -3,9 +3,9 @@ directory, another loader's valid file, wrong dtypes, NaN/inf, absurd declared s
 keys. Each case must give exit code 2, one line on stderr naming the file, no traceback, and write nothing.
 
 A loader is a command reading one file (a data set, a HaDES dataset, a checkpoint, a model or a policy, a
-text data set, a state directory's state file, a run record); its valid file comes from a real run. Cases
-that do not make a file invalid for a format are left out of it: a truncated text file is still text, and
-D4RL/Minari data sets may carry keys of their own (`infos/...`)."""
+text data set, a state directory's state file, a user's MDP, a run record); its valid file comes from a
+real run. Cases that do not make a file invalid for a format are left out of it: a truncated text file is
+still text, and D4RL/Minari data sets may carry keys of their own (`infos/...`)."""
 
 import io
 import json
@@ -209,6 +209,28 @@ def hades_dataset_cases(valid: Path) -> dict:
     }
 
 
+def mdp_arrays() -> dict:
+    """A valid stationary 2-state, 2-action MDP file's arrays."""
+    return {
+        "transitions": np.full((2, 2, 2), 0.5),
+        "reward_mean": np.full((2, 2), 0.5),
+        "initial": np.array([1.0, 0.0]),
+        "horizon": np.array(3),
+    }
+
+
+def mdp_cases() -> dict:
+    arrays = mdp_arrays()
+    return {
+        "wrong-dtype": _npz(arrays | {"horizon": np.array(3.0)}),
+        "nan": _npz(arrays | {"reward_mean": np.full((2, 2), np.nan)}),
+        "inf": _npz(arrays | {"initial": np.array([np.inf, 0.0])}),
+        "absurd-shape": _absurd_npz(arrays, "transitions"),
+        "missing-key": _npz({k: v for k, v in arrays.items() if k != "initial"}),
+        "extra-key": _npz(arrays | {"junk": np.zeros(3)}),
+    }
+
+
 def text_cases(valid: Path, other: Path, suffix: str) -> dict:
     header = ["text,label,group", "the nurse helped her,1,0"]
     good = ["he fixed the server,0,1", "she wrote code,0,0", "he cared for patients,1,1"]
@@ -297,6 +319,9 @@ def corpus(tiny_runs, tmp_path_factory):
     ]:
         cases = binary_cases(runs[run] / name, other) | rewire_cases(runs[run] / name)
         add(loader, run, name, cases, argv)
+    (valid / "mdp.npz").write_bytes(_npz(mdp_arrays()))
+    simulate = ["unlearn", "simulate", "--mdp-file", "{file}", "--episodes", "8", "--out", "{out}", "--quiet"]
+    add("mdp-file", None, "mdp.npz", binary_cases(valid / "mdp.npz", ckpt) | mdp_cases(), simulate)
     text_argv = ["edit", "train", "--task", "bias", "--data", "{file}", "--out", "{out}"]
     add("text-csv", None, "texts.csv", text_cases(valid / "texts.csv", ckpt, ".csv"), text_argv)
     add("text-jsonl", None, "texts.jsonl", text_cases(valid / "texts.jsonl", ckpt, ".jsonl"), text_argv)
@@ -311,7 +336,7 @@ def corpus(tiny_runs, tmp_path_factory):
 
 
 LOADERS = ["npz-dataset", "hdf5-dataset", "hades-dataset", "checkpoint", "model-file", "policy-file"]
-LOADERS += ["state-directory", "text-csv", "text-jsonl", "run-record"]
+LOADERS += ["state-directory", "mdp-file", "text-csv", "text-jsonl", "run-record"]
 CASES = ["empty", "first-byte", "truncated-10%", "truncated-50%", "truncated-90%", "minus-one-byte"]
 CASES += ["random-bytes", "directory", "other-loader", "wrong-dtype", "nan", "inf", "absurd-shape"]
 CASES += ["missing-key", "extra-key", "latin-1"]

@@ -456,3 +456,52 @@ def test_a_table_that_is_not_an_mdp_is_refused():
             StableUCBVI(mdp._replace(reward_mean=mdp.reward_mean + 1.0), config)
         with pytest.raises(ValueError, match="an MDP needs"):
             StableUCBVI(mdp._replace(initial=jnp.ones(2) / 2), config)
+
+
+def test_an_mdp_of_your_own_in_memory_from_a_file_and_on_disk(tmp_path):
+    import rewire.unlearn as unlearn
+
+    p = np.array([[[1.0, 0.0], [0.2, 0.8]], [[0.0, 1.0], [0.0, 1.0]]])  # (S, A, S): a two-state chain
+    r = np.array([[0.0, 0.0], [0.9, 0.9]])
+    mdp = unlearn.TabularMDP.stationary(p, r, [1.0, 0.0], horizon=3)
+    config = unlearn.Config(episodes=16, rho=0.9)
+    in_memory = unlearn.fit(mdp, config, seed=SEED)
+    assert in_memory.setup == Setup("given", 2, 2, 3, 16, 0.9) and in_memory.directory is None
+    np.savez(tmp_path / "mdp.npz", transitions=p, reward_mean=r, initial=[1.0, 0.0], horizon=3)
+    on_disk = unlearn.fit(tmp_path / "mdp.npz", config, seed=SEED, out=tmp_path / "state")
+    assert same_state(in_memory.state, on_disk.state)
+    assert [row["episodes"] for row in on_disk.metrics] == list(range(1, 17))
+    before = digest(tmp_path / "state")
+    on_disk.delete([4])  # commits to the directory it was written to
+    assert digest(tmp_path / "state") != before
+    assert [e["user"] for e in json.loads((tmp_path / "state" / "deletions.json").read_text())] == [4]
+    in_memory.delete([4])
+    assert same_state(unlearn.load(tmp_path / "state").state, in_memory.state)
+    with pytest.raises(FileExistsError, match="not an empty directory"):
+        unlearn.fit(mdp, config, seed=SEED, out=tmp_path / "state")
+    with pytest.raises(ValueError, match="stored with the learner"):
+        in_memory.setup.build(SEED)
+    with pytest.raises(ValueError, match=r"row \(h=0, s=1, a=0\)"):
+        unlearn.TabularMDP.stationary(p * [[[1.0]], [[0.5]]], r, [1.0, 0.0], horizon=3)
+    res = CliRunner().invoke(
+        app,
+        [
+            "unlearn",
+            "simulate",
+            "--mdp-file",
+            str(tmp_path / "mdp.npz"),
+            "--episodes",
+            "16",
+            "--rho",
+            "0.9",
+            "--seed",
+            str(SEED),
+            "--out",
+            str(tmp_path / "cli"),
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    (cli_dir,) = (tmp_path / "cli").iterdir()
+    assert same_state(Session.open(cli_dir).state, on_disk.state) is False  # it has user 4 still
+    assert same_state(Session.open(cli_dir).state, unlearn.fit(mdp, config, seed=SEED).state)

@@ -159,35 +159,62 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def create_run_dir(root: str | os.PathLike, prefix: str, fill: Callable[[Path], None]) -> Path:
-    """Make `root/<prefix>-<YYYYmmdd-HHMMSS>` (suffixed if it exists) atomically: `fill(staging)` writes
-    the run's first files into a hidden staging directory, which is then renamed into place. A refused
-    input or a crash leaves no half-made run directory; stagings of dead processes are removed."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+def _clear_stale_stagings(root: Path) -> None:
     for entry in root.iterdir():
         match = STAGING.match(entry.name)
         if match and entry.is_dir() and not _alive(int(match["pid"])):
             shutil.rmtree(entry, ignore_errors=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    staging = root / f".{prefix}-{stamp}.partial-{os.getpid()}"
+
+
+def _staged(root: Path, name: str, fill: Callable[[Path], None], place: Callable[[Path], Path]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    _clear_stale_stagings(root)
+    staging = root / f".{name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         fill(staging)
+        return place(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def create_run_dir(root: str | os.PathLike, prefix: str, fill: Callable[[Path], None]) -> Path:
+    """Make `root/<prefix>-<YYYYmmdd-HHMMSS>` (suffixed if it exists) atomically: `fill(staging)` writes
+    the run's first files into a hidden staging directory, which is then renamed into place. A refused
+    input or a crash leaves no half-made run directory; stagings of dead processes are removed."""
+    root, stamp = Path(root), time.strftime("%Y%m%d-%H%M%S")
+
+    def place(staging: Path) -> Path:
         i, path = 1, root / f"{prefix}-{stamp}"
         while True:
             try:
                 os.rename(staging, path)  # fails if `path` exists and is not empty
-                break
+                return path
             except OSError:
                 if not path.exists():
                     raise
                 path, i = root / f"{prefix}-{stamp}-{i}", i + 1
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return path
+
+    return _staged(root, f"{prefix}-{stamp}", fill, place)
+
+
+def create_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Make the directory `path` atomically, as `create_run_dir` does, at a name the caller chose; an
+    existing non-empty `path` is refused (nothing is overwritten)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"{path}: exists and is not an empty directory")
+
+    def place(staging: Path) -> Path:
+        try:
+            os.rename(staging, path)
+        except OSError:
+            raise FileExistsError(f"{path}: exists and is not an empty directory") from None
+        return path
+
+    return _staged(path.parent, path.name, fill, place)
 
 
 def record_run(run_dir: str | os.PathLike, config: Any, seed: int | None, **extra: Any) -> None:

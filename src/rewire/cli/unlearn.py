@@ -33,12 +33,18 @@ def simulate(
     episodes: int = typer.Option(1000, help="Users T, one episode each."),
     rho: float = typer.Option(0.1, help="TV-stability level in (0, 1); 0 runs non-private UCBVI."),
     bonus: str = typer.Option("practical", help="theory (c_beta = 1) or practical (see README)."),
+    mdp_file: Path = typer.Option(
+        None,
+        help="Your own MDP as NPZ: transitions (H,S,A,S), reward_mean (H,S,A), initial (S,); or (S,A,S) and "
+        "(S,A) with an integer horizon. Replaces --mdp, --states, --actions and --horizon.",
+    ),
     seed: int = typer.Option(None, help=SEED_HELP),
     out: Path = typer.Option(Path("runs"), help="Parent folder of the state directory."),
     resume: Path = typer.Option(None, help="Continue the state directory of an interrupted run."),
     checkpoint_every: float = typer.Option(0.0, min=0, help="Seconds between checkpoints (0: every 1/20)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
+    from rewire.unlearn.mdp import read_mdp
     from rewire.unlearn.session import Session, Setup
 
     if resume is not None:
@@ -47,7 +53,7 @@ def simulate(
         console.print(f"resuming {directory} after episode {session.t_now}")
     else:
         setup = Setup(mdp, states, actions, horizon, episodes, _rho(rho), bonus)
-        session = Session.create(setup, seed)
+        session = Session.create(setup, seed, mdp=None if mdp_file is None else read_mdp(mdp_file))
         directory = create_run_dir(out, "unlearn", session.save)
     session.loop(directory, quiet, checkpoint_every).run()
     session.write_reports(directory)

@@ -9,13 +9,16 @@ float64 in any order.
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike
 
 MDPS = ("random", "riverswim", "grid")
+GIVEN = "given"  # a setup's `mdp` when the user passed the MDP itself (it is stored with the learner)
 
 
 class TabularMDP(NamedTuple):
@@ -24,6 +27,23 @@ class TabularMDP(NamedTuple):
     transitions: jax.Array
     reward_mean: jax.Array
     initial: jax.Array
+
+    @classmethod
+    def stationary(
+        cls, transitions: ArrayLike, reward_mean: ArrayLike, initial: ArrayLike, horizon: int
+    ) -> TabularMDP:
+        """The MDP that plays the same transitions (S, A, S) and reward means (S, A) at every one of
+        `horizon` steps; validated."""
+        if not isinstance(horizon, int | np.integer) or horizon < 1:
+            raise ValueError(f"the horizon must be a positive integer, got {horizon!r}")
+        p, r = np.asarray(transitions, np.float64), np.asarray(reward_mean, np.float64)
+        mdp = cls(
+            np.broadcast_to(p, (int(horizon), *p.shape)),
+            np.broadcast_to(r, (int(horizon), *r.shape)),
+            np.asarray(initial, np.float64),
+        )
+        mdp.validate()
+        return mdp
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -55,6 +75,35 @@ class TabularMDP(NamedTuple):
             )
         if (r < 0).any() or (r > 1).any():
             raise ValueError("reward means must lie in [0, 1] (rewards are Bernoulli)")
+
+
+def read_mdp(path: str | os.PathLike) -> TabularMDP:
+    """A user's MDP from an NPZ file: `transitions` (H, S, A, S) and `reward_mean` (H, S, A), or the
+    stationary (S, A, S) and (S, A) with an integer `horizon`; and `initial` (S,). Validated; a bad file
+    gets a one-line error naming it."""
+    from rewire.store import read_npz
+
+    arrays = read_npz(path)
+    names = set(arrays)
+    need = {"transitions", "reward_mean", "initial"}
+    if not need <= names or names - need - {"horizon"}:
+        raise ValueError(
+            f"{path}: an MDP file holds transitions, reward_mean, initial (and horizon if stationary); "
+            f"it has {sorted(names)}"
+        )
+    try:
+        if "horizon" in arrays:
+            horizon = arrays["horizon"]
+            if horizon.shape != () or horizon.dtype.kind not in "iu":
+                raise ValueError(f"horizon must be one integer, got {horizon.dtype}{list(horizon.shape)}")
+            return TabularMDP.stationary(
+                arrays["transitions"], arrays["reward_mean"], arrays["initial"], int(horizon)
+            )
+        mdp = TabularMDP(*(np.asarray(arrays[k], np.float64) for k in TabularMDP._fields))
+        mdp.validate()
+        return mdp
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 class Table(NamedTuple):
@@ -125,6 +174,8 @@ def make_mdp(name: str, states: int, actions: int | None, horizon: int, key: jax
     if horizon < 1 or states < 1:
         raise ValueError(f"need states >= 1 and horizon >= 1, got states={states}, horizon={horizon}")
     fixed = {"riverswim": 2, "grid": 4}
+    if name == GIVEN:
+        raise ValueError("this setup's MDP was given as arrays: it is stored with the learner, not rebuilt")
     if name not in MDPS:
         raise ValueError(f"unknown MDP {name!r}; choose from {list(MDPS)}")
     if name in fixed and actions not in (None, fixed[name]):

@@ -19,7 +19,7 @@ import math
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jax
@@ -31,6 +31,7 @@ from rewire.loop import METRICS, Loop, jsonl, read_checkpoint, write_checkpoint
 from rewire.runs import (
     RECORD,
     config_from_json,
+    create_dir,
     read_json,
     read_jsonl,
     read_run_record,
@@ -38,7 +39,7 @@ from rewire.runs import (
     write_json,
 )
 from rewire.unlearn.learner import LearnerConfig, LearnerState, StableUCBVI, user_keys
-from rewire.unlearn.mdp import TabularMDP, make_mdp, optimal_values
+from rewire.unlearn.mdp import GIVEN, TabularMDP, make_mdp, optimal_values, read_mdp
 
 STATE_FILE = "state.ckpt"
 LOG_FILE = "deletions.json"
@@ -68,6 +69,12 @@ class Setup:
             learner = StableUCBVI(mdp, LearnerConfig(self.episodes, self.rho, self.delta, self.bonus))
             learner.calibration()  # validates rho, delta and the bonus now
         return learner
+
+    def given(self, mdp: TabularMDP) -> Setup:
+        """This setup for a user's own MDP: its size from the arrays, `mdp` marked as given."""
+        mdp.validate()
+        states, actions, horizon = mdp.shape
+        return replace(self, mdp=GIVEN, states=states, actions=actions, horizon=horizon)
 
     def build(self, seed: int) -> tuple[TabularMDP, StableUCBVI]:
         with jax.enable_x64(True):
@@ -100,8 +107,8 @@ class Session:
     kind = "rewire.unlearn/learner"
     unit = "episodes"
 
-    def __init__(self, setup: Setup, mdp: TabularMDP, state: LearnerState):
-        self.setup, self.mdp = setup, mdp
+    def __init__(self, setup: Setup, mdp: TabularMDP, state: LearnerState, directory: Path | None = None):
+        self.setup, self.mdp, self.directory = setup, mdp, directory
         self.learner = setup.learner(mdp)
         self.state = state
         self._learn = jax.jit(self.learner.learn)
@@ -113,11 +120,24 @@ class Session:
         self._chunk = max(1, setup.episodes // CHUNKS)
 
     @classmethod
-    def create(cls, setup: Setup, seed: int | None = None, absent: tuple[int, ...] = ()) -> Session:
-        """An empty learner; `seed` None draws one from the OS (and nothing keeps it). `absent` users' slots
-        are empty from the start (the run in which they never came)."""
+    def create(
+        cls,
+        setup: Setup,
+        seed: int | None = None,
+        absent: tuple[int, ...] = (),
+        mdp: TabularMDP | None = None,
+    ) -> Session:
+        """An empty learner, in memory; `seed` None draws one from the OS (and nothing keeps it). `absent`
+        users' slots are empty from the start (the run in which they never came). `mdp`: the user's own
+        (validated; the setup's size then comes from it), instead of the setup's built-in family."""
         seed = fresh_seed() if seed is None else seed
-        mdp, learner = setup.build(seed)
+        if mdp is None:
+            mdp, learner = setup.build(seed)
+        else:
+            setup = setup.given(mdp)
+            with jax.enable_x64(True):
+                mdp = TabularMDP(*(jnp.asarray(x, jnp.float64) for x in mdp))
+            learner = setup.learner(mdp)
         with jax.enable_x64(True):
             present = jnp.ones(setup.episodes, bool)
             if absent:
@@ -200,22 +220,13 @@ class Session:
 
     def write_reports(self, directory: Path) -> None:
         """results.json and regret.png, from the state alone."""
-        from rewire.report import plot_curves
-
         cumulative = self.cumulative_regret()
         write_json(
             directory / "results.json",
             {"setup": self.setup, "episodes": self.t_now, "cumulative_regret": cumulative},
         )
         if len(cumulative):
-            plot_curves(
-                directory / "regret.png",
-                range(1, len(cumulative) + 1),
-                {f"rho {self.setup.rho}": cumulative},
-                "episodes",
-                "cumulative regret",
-                f"{self.setup.mdp}, {self.setup.bonus} bonus",
-            )
+            self.plot(directory / "regret.png")
 
     @classmethod
     def open(cls, directory: str | os.PathLike) -> Session:
@@ -243,7 +254,7 @@ class Session:
             )
             state = store.restore(template, stored.group("learner"), stored.path)
             state = jax.tree.map(jnp.asarray, state)
-        return cls(setup, mdp, state)
+        return cls(setup, mdp, state, directory)
 
     # -- learning ---------------------------------------------------------------------------------------
     def learn(self, stop: int | None = None) -> Session:
@@ -273,11 +284,13 @@ class Session:
                 raise ValueError(f"user {u} was already deleted")
 
     def delete(self, users: list[int], directory: str | os.PathLike | None = None) -> list[dict]:
-        """Unlearn `users` one after the other, then (with `directory`) commit the new state in one atomic
-        write and add the ids, with the time, to the deletion log. Bad ids raise before anything changes.
+        """Unlearn `users` one after the other, then commit the new state in one atomic write to `directory`
+        (default: the session's own, if it was opened from or written to one; none: in memory only) and add
+        the ids, with the time, to the deletion log. Bad ids raise before anything changes.
         Returns one report per user (what it cost; it is printed, never stored: whether a node was kept
         depends on the deleted user's data)."""
         self.check_users(users)
+        directory = self.directory if directory is None else directory
         state, reports = self.state, []
         with jax.enable_x64(True):
             for u in users:
@@ -313,6 +326,47 @@ class Session:
 
     def cumulative_regret(self) -> np.ndarray:
         return self.regret().cumsum()
+
+    @property
+    def metrics(self) -> list[dict]:
+        """The metrics stream (cumulative regret at the end of each chunk), as `metrics.jsonl` holds it."""
+        return self.rebuild_metrics()
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """The cumulative regret of the episodes played so far."""
+        from rewire.report import plot_curves
+
+        cumulative = self.cumulative_regret()
+        return plot_curves(
+            path,
+            range(1, len(cumulative) + 1),
+            {f"rho {self.setup.rho}": cumulative},
+            "episodes",
+            "cumulative regret",
+            f"{self.setup.mdp}, {self.setup.bonus} bonus",
+        )
+
+
+def fit(
+    mdp: TabularMDP | str | os.PathLike | None = None,
+    config: Setup = Setup(),
+    seed: int | None = None,
+    out: str | os.PathLike | None = None,
+    quiet: bool = True,
+) -> Session:
+    """Learn `config.episodes` users on `mdp` (a `TabularMDP`, an NPZ file for `read_mdp`, or None for
+    the config's built-in family) with the rho-TV-stable learner. With `out`, the state directory is
+    created there (atomically), learning checkpoints into it, and later deletions commit to it; without,
+    everything stays in memory. 64-bit mode is set where it is needed; nothing global changes."""
+    if isinstance(mdp, str | os.PathLike):
+        mdp = read_mdp(mdp)
+    session = Session.create(config, seed, mdp=mdp)
+    if out is None:
+        return session.learn()
+    session.directory = create_dir(out, session.save)
+    session.loop(session.directory, quiet).run()
+    session.write_reports(session.directory)
+    return session
 
 
 def read_log(directory: str | os.PathLike) -> list[dict]:
