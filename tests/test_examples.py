@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-TINY = {"unlearn_own_mdp.py": ["--episodes", "40"]}
+TINY = {"unlearn_own_mdp.py": "40", "hades_own_env.py": "3"}  # the size argument of each
 
 
 def test_every_example_is_listed():
@@ -29,7 +29,7 @@ def test_example_is_short_uses_the_public_api_and_runs(name, tmp_path):
     public = {"rewire", "rewire.calql", "rewire.hades", "rewire.amf", "rewire.unlearn", "rewire.edit"}
     assert all(m in public or not m.startswith("rewire") for m in imported), imported
     proc = subprocess.run(
-        [sys.executable, str(path), *TINY[name], "--out", str(tmp_path / "out")],
+        [sys.executable, str(path), TINY[name], str(tmp_path / "out")],
         capture_output=True,
         text=True,
         timeout=600,

@@ -70,7 +70,7 @@ def test_identical_candidates_get_identical_fitness():
     """Common random numbers: within a generation, candidates share inits and environment noise."""
     config = replace(default_config("CartPole-v1"), size=2)
     task = make_control("CartPole-v1")
-    score = make_hades_score(config, task, np.zeros(4), np.ones(4))
+    score = make_hades_score(config, task, np.zeros(4), np.ones(4), policy_for(config, task))
     scores = make_population_score(score, 2, init_fn=initializer(policy_for(config, task), task.obs_dim))
     candidate = jax.random.normal(jax.random.key(1), (2, 4))
     values, _ = scores({"states": jnp.stack([candidate, candidate, -candidate])}, jax.random.key(5))
@@ -205,3 +205,34 @@ def test_brax_hopper_smoke_on_cpu():
     run = build_hades(config, seed=0)
     run.loop(quiet=True).run()
     assert run.evolution.generation == 2 and np.isfinite(run.evolution.history["score_mean"]).all()
+
+
+def test_fit_on_an_env_object_with_a_flax_policy_of_ones_own(tmp_path):
+    import flax.linen as nn
+    import gymnax
+
+    import rewire.hades as hades
+
+    env, params = gymnax.make("Pendulum-v1")  # an env object, not an id; a continuous action
+    config = hades.Config(size=2, generations=2, es=hades.ESConfig(popsize=4), rollout_steps=20)
+    net = nn.Sequential([nn.Dense(8), nn.tanh, nn.Dense(1)])  # observation -> mean action
+    result = hades.fit((env, params), config, seed=1, out=tmp_path / "run", policy=net)
+    assert result.record["config"]["env_id"] == "Pendulum-v1" and "Dense" in result.record["policy"]
+    assert [row["generation"] for row in result.metrics] == [1, 2]
+    assert set(result.dataset) == {"states", "actions"} and result.dataset["states"].shape == (2, 3)
+    again = hades.fit((env, params), config, seed=1, out=tmp_path / "run", policy=net)  # resumes: done
+    np.testing.assert_array_equal(again.dataset["states"], result.dataset["states"])
+    with pytest.raises(ValueError, match="another config, seed or policy"):
+        hades.fit((env, params), config, seed=2, out=tmp_path / "run", policy=net)
+    copy = hades.load(result.save(tmp_path / "copy"))
+    assert copy.summary == result.summary and (tmp_path / "copy" / "checkpoint.ckpt").exists()
+    assert result.plot().exists()
+
+
+def test_every_gymnax_id_with_fitting_spaces_is_a_task():
+    minatar = make_control("Breakout-MinAtar")  # image planes, flattened for an MLP
+    assert (minatar.obs_dim, minatar.action_dim, minatar.discrete) == (400, 3, True)
+    out = control_rollout(minatar, lambda obs, k: jnp.array(1), jax.random.key(0), 2, 30)
+    assert out["observations"].shape == (30, 2, 400)
+    with pytest.raises(ValueError, match="unknown environment id"):
+        make_control("NoSuchEnv-v0")

@@ -200,6 +200,15 @@ def create_run_dir(root: str | os.PathLike, prefix: str, fill: Callable[[Path], 
     return _staged(root, f"{prefix}-{stamp}", fill, place)
 
 
+def fresh_run_path(root: str | os.PathLike, prefix: str) -> Path:
+    """`root/<prefix>-<YYYYmmdd-HHMMSS>`, suffixed until nothing is there: a name for `create_dir`."""
+    root, stamp = Path(root), time.strftime("%Y%m%d-%H%M%S")
+    path, i = root / f"{prefix}-{stamp}", 1
+    while path.exists():
+        path, i = root / f"{prefix}-{stamp}-{i}", i + 1
+    return path
+
+
 def create_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
     """Make the directory `path` atomically, as `create_run_dir` does, at a name the caller chose; an
     existing non-empty `path` is refused (nothing is overwritten)."""

@@ -9,16 +9,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rewire.envs.control import ControlTask, make_control
+from rewire.envs.control import make_control
 from rewire.hades.core import (
     HadesConfig,
-    bc_targets,
+    dataset_figure,
     default_config,
     evaluate_policies,
     policy_for,
 )
 from rewire.hades.run import EVAL_INITS, build_hades, build_neuroevolution, save_dataset
-from rewire.report import COLORS, plot_curves, plt
+from rewire.report import plot_curves
 from rewire.runs import versions
 
 NE_SIGMA = 0.03  # the reference's neuroevolution sigma on weights (method note, section 8)
@@ -148,61 +148,5 @@ def plot_hades(result: dict, out_dir: Path) -> list[Path]:
     ]
     task = make_control(env)
     dataset = {k: np.asarray(v) for k, v in result["dataset"].items()}
-    paths.append(plot_dataset(dataset, task, out_dir / f"hades_{name}_dataset.png"))
+    paths.append(dataset_figure(dataset, task, out_dir / f"hades_{name}_dataset.png"))
     return paths
-
-
-def plot_dataset(dataset: dict, task: ControlTask, path: Path) -> Path:
-    """Left: the dataset as a table (pairs x normalised state features, then the action). Right: states
-    projected to their first two principal components, coloured by action."""
-    states = np.asarray(dataset["states"])
-    targets = np.asarray(bc_targets(dataset, task))
-    if task.discrete:
-        action, label = np.argmax(targets, -1).astype(float), "action (label)"
-    else:
-        action, label = targets[:, 0], "action[0] (BC target; the env clips to [-1, 1])"
-    env = task.env_id
-    fig, (ax_t, ax_p) = plt.subplots(1, 2, figsize=(9.6, 3.8), dpi=110)
-    table = np.concatenate([states, action[:, None]], axis=1)
-    im = ax_t.imshow(
-        table, cmap="coolwarm", aspect="auto", vmin=-np.abs(table).max(), vmax=np.abs(table).max()
-    )
-    ax_t.set(xlabel="state feature (normalised) | action", ylabel="pair", title=f"{env}: distilled dataset")
-    ax_t.axvline(states.shape[1] - 0.5, color="k", lw=1)
-    fig.colorbar(im, ax=ax_t, fraction=0.046)
-    centred = states - states.mean(0)
-    if states.shape[1] > 2:
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        xy, axes = centred @ vt[:2].T, ("PC 1", "PC 2")
-    else:
-        xy, axes = states, ("state[0]", "state[1]")
-    if xy.shape[1] < 2:
-        xy = np.concatenate([xy, np.zeros((len(xy), 2 - xy.shape[1]))], 1)
-    sc = ax_p.scatter(xy[:, 0], xy[:, 1], c=action, cmap="viridis", s=80, edgecolor="k")
-    for i, (x, y) in enumerate(xy):
-        ax_p.annotate(str(i), (x, y), textcoords="offset points", xytext=(5, 5), color=COLORS[0])
-    ax_p.set(xlabel=axes[0], ylabel=axes[1], title="states, coloured by action")
-    fig.colorbar(sc, ax=ax_p, fraction=0.046, label=label)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def plot_digits(images: np.ndarray, images_per_class: int, path: Path) -> Path:
-    """The distilled images, one row per image index, one column per class."""
-    fig, axes = plt.subplots(
-        images_per_class, 10, figsize=(10, 1.1 * images_per_class + 0.4), dpi=110, squeeze=False
-    )
-    for i, img in enumerate(np.asarray(images)):
-        ax = axes[i // 10, i % 10]
-        ax.imshow(img.reshape(8, 8), cmap="gray_r")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if i < 10:
-            ax.set_title(str(i))
-    fig.suptitle("distilled digits (label = column)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from rewire.cli.common import command_group, console, friendly_errors, resume_overrides
-from rewire.runs import create_run_dir, record_run, write_json
+from rewire.runs import fresh_run_path, write_json
 
 app = command_group()
 
@@ -21,8 +21,8 @@ def distill(
     ctx: typer.Context,
     env: str = typer.Option(
         "CartPole-v1",
-        help="CartPole-v1, Acrobot-v1, Pendulum-v1, "
-        "MountainCarContinuous-v0, or brax-hopper|walker2d|halfcheetah|ant.",
+        help="Any gymnax id (CartPole-v1, Pendulum-v1, Breakout-MinAtar, ...) or "
+        "brax-hopper|walker2d|halfcheetah|ant.",
     ),
     size: int = typer.Option(None, help="State-action pairs N (default: the task's default)."),
     variant: str = typer.Option("R", help="R: fresh random inits each generation; F: one fixed init."),
@@ -39,13 +39,14 @@ def distill(
     checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from rewire.bench.hades import plot_dataset
     from rewire.hades.core import default_config
-    from rewire.hades.run import build_hades, run_from_record, save_dataset
+    from rewire.hades.run import fit
+    from rewire.hades.run import resume as resume_run
 
     if resume is not None:
         extended = resume_overrides(ctx, ("generations",))
-        run_dir, run = resume, run_from_record(resume, **extended)
+        console.print(f"resuming {resume}")
+        result = resume_run(resume, quiet=quiet, **extended)
     else:
         config = default_config(env)
         es_cfg = replace(
@@ -65,29 +66,13 @@ def distill(
             es=es_cfg,
             **{k: v for k, v in fields.items() if v is not None},
         )
-        run = build_hades(config, seed)
-        run_dir = create_run_dir(out, "hades", lambda d: record_run(d, config, seed, kind="hades"))
-    loop = run.loop(run_dir, quiet, checkpoint_every)
-    loop.start()
-    if resume is not None:
-        console.print(f"resuming {run_dir} at generation {run.evolution.generation}")
-    watch = loop.run()
-    path = save_dataset(run, run_dir / "dataset.npz")
-    ev = run.evaluate_mean()
-    result = {
-        "env": run.config.env_id,
-        "generation": run.evolution.generation,
-        "return_median": float(np.median(ev["returns"])),
-        "return_per_init": ev["returns"],
-        "env_steps": run.env_steps,
-        "history": run.evolution.history,
-        "timing": watch.summary("generations"),
-    }
-    write_json(run_dir / "result.json", result)
-    plot_dataset(jax.device_get(run.evolution.mean()), run.task, run_dir / "dataset.png")
+        path = fresh_run_path(out, "hades")
+        result = fit(env, config, seed, path, quiet=quiet, checkpoint_every=checkpoint_every)
+    summary = result.summary
+    returns = ", ".join(f"{r:.1f}" for r in np.asarray(summary["return_per_init"], float))
     console.print(
-        f"done: {path}; fresh-init return median {result['return_median']:.1f} over 10 inits "
-        f"(per init: {', '.join(f'{r:.1f}' for r in np.asarray(ev['returns'], float))})"
+        f"done: {result.directory / 'dataset.npz'}; fresh-init return median {summary['return_median']:.1f} "
+        f"over 10 inits (per init: {returns})"
     )
 
 
@@ -137,8 +122,8 @@ def digits(
     json_out: Path = typer.Option(None, "--json", help="Write {images_per_class, test_accuracy, ...} here."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from rewire.bench.hades import plot_digits
     from rewire.hades.digits import DigitsConfig, distill_digits
+    from rewire.report import plot_digits
 
     config = DigitsConfig(images_per_class=images_per_class, generations=generations)
     config = replace(config, es=replace(config.es, popsize=popsize))

@@ -11,8 +11,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-CLASSIC_CONTROL = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0")
 BRAX_PREFIX = "brax-"
 BRAX_TASKS = ("hopper", "walker2d", "halfcheetah", "ant")
 BRAX_EPISODE_LENGTH = 1000
@@ -64,27 +64,67 @@ class BraxEnv:
         return state.obs, state, state.reward, terminated, truncated, {}
 
 
+class FlatObservations:
+    """A gymnax-style env whose observations are flattened to float32 vectors (MinAtar's image planes for
+    an MLP policy); everything else passes through."""
+
+    def __init__(self, env: Any):
+        self.env = env
+
+    def reset(self, key: jax.Array, params: Any = None):
+        obs, state = self.env.reset(key, params)
+        return jnp.asarray(obs, jnp.float32).reshape(-1), state
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: Any = None):
+        obs, state, reward, terminated, truncated, info = self.env.step(key, state, action, params)
+        return jnp.asarray(obs, jnp.float32).reshape(-1), state, reward, terminated, truncated, info
+
+
+def task_from_env(
+    env: Any, env_params: Any = None, env_id: str | None = None, horizon: int | None = None
+) -> ControlTask:
+    """A `ControlTask` from any gymnax-style env object (`reset(key, params)`, `step(key, state, action,
+    params)` with auto-reset, `action_space(params)`, `observation_space(params)`). `env_params` defaults
+    to `env.default_params`; `horizon` to the params' `max_steps_in_episode`. Observations of more than one
+    axis are flattened. A discrete space needs `n`; a continuous one a 1-D box."""
+    params = env.default_params if env_params is None and hasattr(env, "default_params") else env_params
+    name = env_id or getattr(env, "name", None) or type(env).__name__
+    space = env.action_space(params)
+    shape = tuple(env.observation_space(params).shape)
+    if not shape:
+        raise ValueError(f"{name}: observations have no shape; rewire needs arrays")
+    obs_dim = int(np.prod(shape))
+    wrapped = env if len(shape) == 1 else FlatObservations(env)
+    horizon = horizon or getattr(params, "max_steps_in_episode", None)
+    if not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise ValueError(f"{name}: no episode length (max_steps_in_episode); pass horizon=")
+    if hasattr(space, "n"):
+        return ControlTask(name, wrapped, params, obs_dim, int(space.n), True, (), (), int(horizon))
+    if len(getattr(space, "shape", ())) != 1:
+        raise ValueError(f"{name}: a {type(space).__name__} action space; rewire needs Discrete or a 1-D Box")
+    low = tuple(float(x) for x in jnp.broadcast_to(space.low, space.shape))
+    high = tuple(float(x) for x in jnp.broadcast_to(space.high, space.shape))
+    return ControlTask(name, wrapped, params, obs_dim, len(low), False, low, high, int(horizon))
+
+
+def gymnax_ids() -> list[str]:
+    import gymnax
+
+    return list(gymnax.registered_envs)
+
+
 def control_ids() -> list[str]:
-    return list(CLASSIC_CONTROL) + [BRAX_PREFIX + name for name in BRAX_TASKS]
+    return gymnax_ids() + [BRAX_PREFIX + name for name in BRAX_TASKS]
 
 
 def make_control(env_id: str) -> ControlTask:
-    """A classic-control task by its gymnax id, or a Brax task as `brax-<name>`; unknown ids raise."""
-    if env_id in CLASSIC_CONTROL:
+    """A task by its gymnax id (every registered one whose spaces fit), or a Brax task as `brax-<name>`;
+    unknown ids raise."""
+    if env_id in gymnax_ids():
         import gymnax
 
         env, params = gymnax.make(env_id)
-        space = env.action_space(params)
-        obs_dim = int(env.observation_space(params).shape[0])
-        if hasattr(space, "n"):
-            return ControlTask(
-                env_id, env, params, obs_dim, int(space.n), True, (), (), params.max_steps_in_episode
-            )
-        low = tuple(float(x) for x in jnp.broadcast_to(space.low, space.shape))
-        high = tuple(float(x) for x in jnp.broadcast_to(space.high, space.shape))
-        return ControlTask(
-            env_id, env, params, obs_dim, len(low), False, low, high, params.max_steps_in_episode
-        )
+        return task_from_env(env, params, env_id)
     if env_id.startswith(BRAX_PREFIX) and env_id[len(BRAX_PREFIX) :] in BRAX_TASKS:
         env = BraxEnv(env_id[len(BRAX_PREFIX) :])
         ones = (1.0,) * env.action_dim

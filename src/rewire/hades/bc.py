@@ -70,22 +70,41 @@ class BCPolicy(nn.Module):
         return out, jnp.broadcast_to(log_std, out.shape)
 
 
+class GivenPolicy(nn.Module):
+    """A user's flax module as a BC policy: its output is the logits (discrete actions) or the mean action
+    (continuous), to which a learned state-independent log-std is added, as in `BCPolicy`."""
+
+    net: nn.Module
+    continuous: bool
+
+    @nn.compact
+    def __call__(self, obs: jax.Array):
+        out = self.net(obs)
+        if not self.continuous:
+            return out
+        log_std = self.param("log_std", nn.initializers.zeros, (out.shape[-1],))
+        return out, jnp.broadcast_to(log_std, out.shape)
+
+
+Policy = BCPolicy | GivenPolicy
+
+
 def policy_module(learner: Learner, out_dim: int, continuous: bool) -> BCPolicy:
     return BCPolicy(tuple(learner.hidden), out_dim, learner.activation, continuous)
 
 
-def initializer(module: BCPolicy, obs_dim: int):
+def initializer(module: Policy, obs_dim: int):
     """init_fn(key) -> fresh parameters of `module` for `obs_dim`-dimensional inputs."""
     return lambda key: module.init(key, jnp.zeros(obs_dim))
 
 
-def init_many(module: BCPolicy, obs_dim: int, keys: jax.Array):
+def init_many(module: Policy, obs_dim: int, keys: jax.Array):
     """Fresh parameters for each key, stacked. Built one after another (`lax.map`) because a vmapped
     orthogonal initialisation can deadlock XLA:CPU (jax 0.10) at some batch sizes."""
     return jax.lax.map(initializer(module, obs_dim), keys)
 
 
-def bc_loss(module: BCPolicy, params, states: jax.Array, targets: jax.Array) -> jax.Array:
+def bc_loss(module: Policy, params, states: jax.Array, targets: jax.Array) -> jax.Array:
     """Cross-entropy against target probabilities (discrete), or the Gaussian negative log-likelihood of
     the target actions (continuous), averaged over the dataset."""
     if not module.continuous:
@@ -97,7 +116,7 @@ def bc_loss(module: BCPolicy, params, states: jax.Array, targets: jax.Array) -> 
 
 def train_bc(
     learner: Learner,
-    module: BCPolicy,
+    module: Policy,
     params,
     states: jax.Array,
     targets: jax.Array,
@@ -121,7 +140,7 @@ def train_bc(
     return params, losses
 
 
-def act(module: BCPolicy, params, obs: jax.Array, key: jax.Array, greedy: bool) -> jax.Array:
+def act(module: Policy, params, obs: jax.Array, key: jax.Array, greedy: bool) -> jax.Array:
     """Sample an action (or take the mode when `greedy`) for one observation."""
     if not module.continuous:
         logits = module.apply(params, obs)

@@ -8,16 +8,19 @@ initialisation (a compact parametrisation of one policy).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rewire.envs.control import ControlTask, make_control
 from rewire.es import ESConfig, ScoreFn
-from rewire.hades.bc import Learner, act, init_many, policy_module, train_bc
+from rewire.hades.bc import GivenPolicy, Learner, Policy, act, init_many, policy_module, train_bc
 from rewire.rollout import control_rollout
 
 
@@ -170,16 +173,19 @@ def make_policy_fn(task: ControlTask, module, params, obs_mean, obs_std, greedy:
     return lambda obs, k: act(module, params, (obs - obs_mean) / obs_std, k, greedy)
 
 
-def policy_for(config: HadesConfig, task: ControlTask):
+def policy_for(config: HadesConfig, task: ControlTask, net: nn.Module | None = None) -> Policy:
+    """The inner learner's network: the config's MLP, or the user's flax module `net` (which maps an
+    observation to logits or a mean action; see `GivenPolicy`)."""
+    if net is not None:
+        return GivenPolicy(net, not task.discrete)
     return policy_module(config.learner, task.action_dim, not task.discrete)
 
 
 def make_hades_score(
-    config: HadesConfig, task: ControlTask, obs_mean: np.ndarray, obs_std: np.ndarray
+    config: HadesConfig, task: ControlTask, obs_mean: np.ndarray, obs_std: np.ndarray, module: Policy
 ) -> ScoreFn:
     """Fitness of one candidate dataset for one fresh initialisation: BC, then the rollout return."""
     learner = config.learner
-    module = policy_for(config, task)
     mean, std = jnp.asarray(obs_mean), jnp.asarray(obs_std)
 
     def score(dataset, params, eval_key):
@@ -192,10 +198,9 @@ def make_hades_score(
 
 
 def make_neuroevolution_score(
-    config: HadesConfig, task: ControlTask, obs_mean: np.ndarray, obs_std: np.ndarray
+    config: HadesConfig, task: ControlTask, obs_mean: np.ndarray, obs_std: np.ndarray, module: Policy
 ) -> ScoreFn:
     """The baseline: the same ES directly on the policy's weights, with the same network and evaluation."""
-    module = policy_for(config, task)
     mean, std = jnp.asarray(obs_mean), jnp.asarray(obs_std)
 
     def score(params, init, eval_key):
@@ -236,18 +241,31 @@ def evaluate_dataset(
     inits: int = 10,
     episodes: int = 10,
     greedy: bool = False,
+    net: nn.Module | None = None,
 ) -> dict[str, np.ndarray]:
-    """Train `inits` fresh policies of `learner`'s architecture on the dataset; per init, the mean
-    first-episode return over `episodes` episodes and the final BC loss."""
+    """Train `inits` fresh policies of `learner`'s architecture (or of the user's module `net`, with the
+    learner's optimiser) on the dataset; per init, the mean first-episode return over `episodes` episodes
+    and the final BC loss."""
     check_dataset(dataset, task)
     learner.validate()
-    module = policy_module(learner, task.action_dim, not task.discrete)
+    if net is None:
+        module = policy_module(learner, task.action_dim, not task.discrete)
+    else:
+        module = GivenPolicy(net, not task.discrete)
     data = {k: jnp.asarray(v) for k, v in dataset.items()}
     k_init, k_eval = jax.random.split(key)
     params = init_many(module, task.obs_dim, jax.random.split(k_init, inits))
     params, losses = jax.jit(jax.vmap(lambda p: fit_dataset(learner, module, p, data, task)))(params)
     returns = evaluate_policies(task, module, params, obs_mean, obs_std, k_eval, episodes, greedy)
     return {"returns": returns, "bc_loss": np.asarray(losses[:, -1])}
+
+
+def dataset_figure(dataset: dict[str, Any], task: ControlTask, path: str | os.PathLike) -> Path:
+    """The dataset's figure (`rewire.report.plot_dataset`) with the targets BC fits."""
+    from rewire.report import plot_dataset
+
+    targets = bc_targets({k: jnp.asarray(v) for k, v in dataset.items()}, task)
+    return plot_dataset(dataset["states"], targets, task.discrete, task.env_id, path)
 
 
 def task_for(config: HadesConfig) -> ControlTask:

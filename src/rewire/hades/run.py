@@ -1,19 +1,25 @@
-"""Running HaDES and the neuroevolution baseline: build from a config and a seed, checkpoint, resume, save."""
+"""Running HaDES and the neuroevolution baseline: build from a config and a seed, checkpoint, resume, save;
+`fit`, the high-level entry, on a built-in env id or any gymnax-style env object and flax policy."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
 
-from rewire.envs.control import ControlTask
+from rewire.envs.control import ControlTask, make_control, task_from_env
 from rewire.hades.bc import Learner, initializer
 from rewire.hades.core import (
     HadesConfig,
+    dataset_figure,
     dataset_template,
+    default_config,
     evaluate_dataset,
     make_hades_score,
     make_neuroevolution_score,
@@ -21,10 +27,21 @@ from rewire.hades.core import (
     policy_for,
     task_for,
 )
-from rewire.hades.dataset import save_synthetic
+from rewire.hades.dataset import load_synthetic, save_synthetic
 from rewire.hades.evolution import Evolution
-from rewire.loop import Loop
-from rewire.runs import RECORD, config_from_json, read_run_record, versions, write_json
+from rewire.loop import Loop, Stopwatch
+from rewire.result import Result
+from rewire.runs import (
+    RECORD,
+    config_from_json,
+    create_dir,
+    read_json,
+    read_run_record,
+    record_run,
+    to_jsonable,
+    versions,
+    write_json,
+)
 
 EVAL_INITS = 10  # fresh policies per reported median (the issue's "median of 10")
 
@@ -40,6 +57,7 @@ class EvolutionRun:
     obs_mean: np.ndarray
     obs_std: np.ndarray
     kind: str  # "hades" or "neuroevolution"
+    net: nn.Module | None = None  # the user's policy network (None: the config's MLP)
 
     @property
     def env_steps(self) -> int:
@@ -62,6 +80,7 @@ class EvolutionRun:
             self.obs_std,
             self.evaluation_key,
             inits,
+            net=self.net if learner is None else None,
         )
 
     def loop(self, directory: Path | None = None, quiet: bool = False, every: float = 30.0) -> Loop:
@@ -74,31 +93,45 @@ def _stats(task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return observation_stats(task, jax.random.fold_in(jax.random.key(seed), 1))
 
 
-def build_hades(config: HadesConfig, seed: int) -> EvolutionRun:
-    """HaDES from a config and one seed (which drives ES noise, inits, rollouts and normalisation)."""
-    task = task_for(config)
+def build_hades(
+    config: HadesConfig, seed: int, task: ControlTask | None = None, net: nn.Module | None = None
+) -> EvolutionRun:
+    """HaDES from a config and one seed (which drives ES noise, inits, rollouts and normalisation), on the
+    config's env id or on `task`, with the config's MLP or the user's flax module `net`."""
+    task = _checked(config, task)
     obs_mean, obs_std = _stats(task, seed)
-    score = make_hades_score(config, task, obs_mean, obs_std)
+    module = policy_for(config, task, net)
+    score = make_hades_score(config, task, obs_mean, obs_std, module)
     fixed = jax.random.fold_in(jax.random.key(seed), 2) if config.variant == "F" else None
-    init_fn = initializer(policy_for(config, task), task.obs_dim)
+    init_fn = initializer(module, task.obs_dim)
     template = dataset_template(config, task)
     evo = Evolution(
         config.es, template, score, config.inits_per_candidate, seed, fixed, init_fn, config.generations
     )
-    return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "hades")
+    return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "hades", net)
 
 
-def build_neuroevolution(config: HadesConfig, seed: int) -> EvolutionRun:
+def build_neuroevolution(
+    config: HadesConfig, seed: int, task: ControlTask | None = None, net: nn.Module | None = None
+) -> EvolutionRun:
     """The same ES on the policy weights, started from a standard random initialisation, with as many
     rollouts per candidate as HaDES-R has inits, so both spend the same environment steps per generation."""
-    task = task_for(config)
+    task = _checked(config, task)
     obs_mean, obs_std = _stats(task, seed)
-    params0 = initializer(policy_for(config, task), task.obs_dim)(jax.random.fold_in(jax.random.key(seed), 3))
-    score = make_neuroevolution_score(config, task, obs_mean, obs_std)
+    module = policy_for(config, task, net)
+    params0 = initializer(module, task.obs_dim)(jax.random.fold_in(jax.random.key(seed), 3))
+    score = make_neuroevolution_score(config, task, obs_mean, obs_std, module)
     evo = Evolution(
         config.es, params0, score, config.inits_per_candidate, seed, generations=config.generations
     )
-    return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "neuroevolution")
+    return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "neuroevolution", net)
+
+
+def _checked(config: HadesConfig, task: ControlTask | None) -> ControlTask:
+    if task is None:
+        return task_for(config)
+    config.validate(task)
+    return task
 
 
 def run_from_record(run_dir: str | Path, generations: int | None = None) -> EvolutionRun:
@@ -131,3 +164,105 @@ def save_dataset(run: EvolutionRun, path: Path) -> Path:
         "versions": versions(),
     }
     return save_synthetic(path, jax.device_get(run.evolution.mean()), run.obs_mean, run.obs_std, meta)
+
+
+# ------------------------------------------------------------------------------------- the high-level entry
+
+Env = str | ControlTask | tuple[Any, Any] | Any
+
+
+def as_task(env: Env, horizon: int | None = None) -> ControlTask:
+    """A `ControlTask` from a gymnax or Brax id, an `(env, env_params)` pair, a gymnax-style env object
+    (its default params), or a `ControlTask`."""
+    if isinstance(env, ControlTask):
+        return env
+    if isinstance(env, str):
+        return make_control(env)
+    if isinstance(env, tuple) and len(env) == 2:
+        return task_from_env(env[0], env[1], horizon=horizon)
+    return task_from_env(env, horizon=horizon)
+
+
+class HadesResult(Result):
+    """A HaDES run directory: `dataset.npz` (the ES mean with its normalisation constants), `result.json`
+    (fresh-init returns), `dataset.png`, config.json and the metrics stream (a row per generation: the
+    population's mean and max fitness, the inner BC loss). `run` is the in-memory run when `fit` made it."""
+
+    progress = "generation"
+
+    def __init__(self, directory: str | os.PathLike, run: EvolutionRun | None = None):
+        super().__init__(directory)
+        self.run = run
+
+    @property
+    def dataset(self) -> dict[str, np.ndarray]:
+        """The distilled arrays (normalised states; actions or logits; log_lr if evolved)."""
+        return load_synthetic(self.directory / "dataset.npz")[0]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """result.json: fresh-init returns of the distilled dataset, env steps, timing."""
+        return read_json(self.directory / "result.json")
+
+    def plot(self, key: str = "score_mean", path: str | os.PathLike | None = None) -> Path:
+        return super().plot(key, path)
+
+
+def _finish(run: EvolutionRun, directory: Path, watch: Stopwatch) -> HadesResult:
+    """Write what a finished run releases: dataset.npz, result.json (fresh-init returns), dataset.png."""
+    save_dataset(run, directory / "dataset.npz")
+    ev = run.evaluate_mean()
+    write_json(
+        directory / "result.json",
+        {
+            "env": run.config.env_id,
+            "generation": run.evolution.generation,
+            "return_median": float(np.median(ev["returns"])),
+            "return_per_init": ev["returns"],
+            "env_steps": run.env_steps,
+            "history": run.evolution.history,
+            "timing": watch.summary("generations"),
+        },
+    )
+    dataset_figure(jax.device_get(run.evolution.mean()), run.task, directory / "dataset.png")
+    return HadesResult(directory, run)
+
+
+def fit(
+    env: Env,
+    config: HadesConfig | None = None,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    policy: nn.Module | None = None,
+    horizon: int | None = None,
+    quiet: bool = True,
+    checkpoint_every: float = 30.0,
+) -> HadesResult:
+    """Evolve a synthetic dataset for `env` (see `as_task`; `horizon` for an env object whose params have
+    no `max_steps_in_episode`) with HaDES. `config` defaults to `default_config` of the env; its `env_id`
+    is set to the env's name. `policy`: a flax module mapping an observation to logits or a mean action
+    (default: the config's MLP). The run directory `out` (a temporary one if None) is created atomically;
+    if it holds a run of the same config and seed, that run resumes from its checkpoint."""
+    task = as_task(env, horizon)
+    config = replace(default_config(task.env_id) if config is None else config, env_id=task.env_id)
+    run = build_hades(config, seed, task, policy)
+    directory = Path(tempfile.mkdtemp(prefix="rewire-hades-")) if out is None else Path(out)
+    extra = {"kind": "hades", "policy": None if policy is None else repr(policy)}
+    if (directory / RECORD).exists():
+        record = read_run_record(directory)
+        if {k: record.get(k) for k in ("config", "seed", *extra)} != to_jsonable(
+            {"config": config, "seed": seed} | extra
+        ):
+            raise ValueError(f"{directory}: holds a run of another config, seed or policy; not resumed")
+    else:
+        directory = create_dir(directory, lambda d: record_run(d, config, seed, **extra))
+    watch = run.loop(directory, quiet, checkpoint_every).run()
+    return _finish(run, directory, watch)
+
+
+def resume(run_dir: str | os.PathLike, generations: int | None = None, quiet: bool = True) -> HadesResult:
+    """Continue the run in `run_dir` on a built-in env (`run_from_record`; `generations` extends it). A run
+    on an env object resumes through `fit` with the same env, config and seed."""
+    run = run_from_record(run_dir, generations)
+    watch = run.loop(Path(run_dir), quiet).run()
+    return _finish(run, Path(run_dir), watch)
