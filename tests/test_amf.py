@@ -235,3 +235,35 @@ def test_importance_weighted_proxies_are_normalised_and_selection_runs():
     assert cand.shape[0] == amf.env.num_tasks
     state, metrics = amf.round(state)
     assert bool(metrics["finite"]) and int(state["count"]) == 2
+
+
+def test_a_task_family_of_ones_own(tmp_path):
+    import rewire.amf as amf
+
+    def family(**change):
+        fields = dict(
+            tasks=jnp.linspace(-1.0, 1.0, 8)[:, None],
+            step=lambda s, a: s + a,
+            expert=lambda s, target: 0.5 * (target - s),
+            success=lambda final, target: jnp.abs(final - target)[0] < 0.05,
+            start=jnp.zeros(1),
+            horizon=10,
+            max_action=0.3,
+            start_noise=0.1,
+        )
+        return amf.TaskFamily(**(fields | change))
+
+    config = amf.Config(budget=4, batch=2)
+    result = amf.fit(family(), config, seed=0, pretrain_tasks=[0, 1, 2, 3], out=tmp_path / "run")
+    first = result.summary["tasks_per_seed"][0][:2]
+    assert set(first) <= {4, 5, 6, 7}  # information gain first asks for tasks pretraining never saw
+    assert [row["demos"] for row in result.metrics] == [2, 4]
+    assert result.record["config"]["tasks"] == 8 and result.record["pretrain_tasks"] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="another config or seed"):
+        amf.fit(family(), config, seed=1, pretrain_tasks=[0, 1, 2, 3], out=tmp_path / "run")
+    with pytest.raises(ValueError, match="unknown task id 9"):
+        amf.fit(family(), config, seed=0, pretrain_tasks=[9])
+    with pytest.raises(ValueError, match=r"tasks must be \(C >= 2, goal_dim\)"):
+        family(tasks=jnp.linspace(-1.0, 1.0, 8))
+    with pytest.raises(ValueError, match="action vector"):
+        family(expert=lambda s, target: 0.0)

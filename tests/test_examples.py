@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-TINY = {"unlearn_own_mdp.py": "40", "hades_own_env.py": "3"}  # the size argument of each
+# the size argument of each example at its tiny size
+TINY = {"unlearn_own_mdp.py": "40", "hades_own_env.py": "3", "amf_own_family.py": "4"}
 
 
 def test_every_example_is_listed():

@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import shutil
+import tempfile
 import time
 import types
 import typing
@@ -230,6 +231,24 @@ def record_run(run_dir: str | os.PathLike, config: Any, seed: int | None, **extr
     """Write config.json (config, seed, versions, and any `extra` fields) into the run directory."""
     record = {"config": config, "seed": seed, "versions": versions()} | extra
     write_json(Path(run_dir) / RECORD, record)
+
+
+def start_run_dir(
+    directory: str | os.PathLike | None, prefix: str, config: Any, seed: int | None, **extra: Any
+) -> Path:
+    """The run directory of a library entry (`fit`): a new temporary one for None; else `directory`, made
+    atomically with its config.json; or, if it already holds a run of the same config, seed and `extra`,
+    that run (the run loop then resumes its checkpoint). A different run there is refused."""
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix=f"rewire-{prefix}-")
+    directory = Path(directory)
+    if (directory / RECORD).exists():
+        record = read_run_record(directory)
+        want = to_jsonable({"config": config, "seed": seed} | extra)
+        if {k: record.get(k) for k in want} != want:
+            raise ValueError(f"{directory}: holds a run of another config or seed; not resumed")
+        return directory
+    return create_dir(directory, lambda d: record_run(d, config, seed, **extra))
 
 
 def read_run_record(run_dir: str | os.PathLike) -> dict:

@@ -13,14 +13,16 @@ shuffled round-robin order per seed, as the paper's uniform "with a fixed sampli
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
 
 from rewire.amf.gaussian import greedy_batch
 from rewire.amf.models import Data, GPModel, GPSettings, NNModel, NNSettings
-from rewire.envs.multitask import MultiTaskEnv, TaskPolicy, make_multitask
+from rewire.envs.multitask import MultiTaskEnv, TaskFamily, TaskPolicy, make_multitask
+
+Family = MultiTaskEnv | TaskFamily
 
 SELECTORS = ("amf", "uniform", "random")
 MODELS = ("gp", "nn")
@@ -80,10 +82,13 @@ def selector_id(name: str) -> int:
 class AMF:
     """The pure functions of one configuration."""
 
-    def __init__(self, config: AMFConfig):
+    def __init__(self, config: AMFConfig, family: Family | None = None):
+        """`family`: a task family of your own (`TaskFamily`); default: the config's built-in `env`."""
+        if family is not None:
+            config = replace(config, env=family.name, tasks=family.num_tasks)
         config.validate()
         self.config = config
-        self.env: MultiTaskEnv = make_multitask(config.env, config.tasks)
+        self.env: Family = make_multitask(config.env, config.tasks) if family is None else family
         targets = range(self.env.num_tasks) if config.targets is None else config.targets
         self.targets = jnp.asarray([self.env.check_task(t) for t in targets], jnp.int32)
         if not len(self.targets) or len(set(targets)) != len(self.targets):

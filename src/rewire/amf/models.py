@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from rewire.amf.gaussian import data_cholesky, posterior_cov, rbf, solve_weights
-from rewire.envs.multitask import MultiTaskEnv, TaskPolicy, clip_norm
+from rewire.envs.multitask import FamilyMethods, TaskPolicy, clip_norm
 from rewire.nets import MLP
 
 
@@ -66,7 +66,7 @@ class NNSettings:
 
 
 class GPModel:
-    def __init__(self, env: MultiTaskEnv, settings: GPSettings, noise: float):
+    def __init__(self, env: FamilyMethods, settings: GPSettings, noise: float):
         if min(settings.lengthscale_state, settings.lengthscale_goal, settings.variance) <= 0:
             raise ValueError(f"GP lengthscales and variance must be positive, got {settings}")
         self.env, self.settings, self.noise = env, settings, noise
@@ -106,7 +106,7 @@ class GPModel:
 
 
 class NNModel:
-    def __init__(self, env: MultiTaskEnv, settings: NNSettings):
+    def __init__(self, env: FamilyMethods, settings: NNSettings):
         if min(settings.pretrain_steps, settings.finetune_steps, settings.batch_size) < 1:
             raise ValueError(f"NN steps and batch size must be positive, got {settings}")
         self.env, self.settings, self.noise = env, settings, settings.kernel_noise

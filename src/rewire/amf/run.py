@@ -4,15 +4,23 @@ an interrupted run resumes exactly where it stopped. Everything runs in float64 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rewire import store
 from rewire.amf.core import AMF, AMFConfig, selector_id
-from rewire.envs.multitask import pretraining_demo_tasks
+from rewire.envs.multitask import TaskFamily, pretraining_demo_tasks
+from rewire.loop import Loop
+from rewire.result import Result
+from rewire.runs import config_from_json, read_json, read_run_record, start_run_dir, write_json
 
 THRESHOLD = 0.9
+GIVEN = "given"  # the setting of a task family of your own: its pretraining tasks are given
 HISTORY = ("success", "tasks", "scores")
 
 
@@ -32,11 +40,26 @@ class AMFRun:
     kind = "rewire.amf/run"
     unit = "rounds"
 
-    def __init__(self, config: AMFConfig, settings: list[str], seeds: list[int], selectors: list[str]):
+    def __init__(
+        self,
+        config: AMFConfig,
+        settings: list[str],
+        seeds: list[int],
+        selectors: list[str],
+        family: TaskFamily | None = None,
+        pretrain_tasks: list[int] | None = None,
+    ):
+        """`settings` name built-in pretraining sets (`pretraining_demo_tasks`); with a `family` of your own,
+        the one setting is GIVEN and `pretrain_tasks` lists the task of each pretraining demonstration."""
         ids = [selector_id(name) for name in selectors]
         if not (settings and seeds and selectors):
             raise ValueError("need at least one setting, seed and selector")
-        self.amf = AMF(config)
+        self.amf = AMF(config, family)
+        if family is not None:
+            if settings != [GIVEN] or not pretrain_tasks:
+                raise ValueError("a task family of your own takes pretrain_tasks (one setting, 'given')")
+            self._given = [self.amf.env.check_task(t) for t in pretrain_tasks]
+        config = self.amf.config
         self.config, self.settings, self.seeds, self.selectors = config, settings, seeds, selectors
         self.labels = [(t, s, m) for t in settings for s in seeds for m in selectors]
         self._ids = ids
@@ -45,9 +68,15 @@ class AMFRun:
         with jax.enable_x64(True):
             pairs = [(t, s) for t in settings for s in seeds]
             self._key_data = jnp.stack([jax.random.key_data(jax.random.key(s)) for _, s in pairs])
-            self._pre = jnp.stack([jnp.asarray(pretraining_demo_tasks(self.amf.env, t)) for t, _ in pairs])
+            self._pre = jnp.stack([jnp.asarray(self.pretrain_tasks(t)) for t, _ in pairs])
         self.state: dict | None = None
         self.history: dict[str, list] = {name: [] for name in HISTORY}
+
+    def pretrain_tasks(self, setting: str) -> np.ndarray:
+        """The task of each pretraining demonstration in `setting`."""
+        if setting == GIVEN:
+            return np.asarray(self._given)
+        return pretraining_demo_tasks(self.amf.env, setting)
 
     def _initial_state(self) -> dict:
         params = self.amf.model.init_params(self.amf.param_keys(self._key_data))
@@ -151,7 +180,7 @@ class AMFRun:
         )
         out: dict = {}
         for setting in self.settings:
-            seen = set(pretraining_demo_tasks(self.amf.env, setting).tolist())
+            seen = set(self.pretrain_tasks(setting).tolist())
             out[setting] = {}
             for selector in self.selectors:
                 idx = [i for i, (t, _, m) in enumerate(self.labels) if t == setting and m == selector]
@@ -170,3 +199,79 @@ class AMFRun:
                     "success_per_task_final": success[-1, idx].mean(0).tolist(),
                 }
         return out
+
+
+# ------------------------------------------------------------------------------------- the high-level entry
+
+
+class AMFResult(Result):
+    """An AMF run directory: results.json (success per round, the tasks asked, demos to 0.9), success.png,
+    config.json and the metrics stream (a row per round: demos spent, mean target success, tasks asked)."""
+
+    progress = "demos"
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """results.json's result: demos, success_median, success_per_seed, tasks_per_seed, ..."""
+        return read_json(self.directory / "results.json")["result"]
+
+    def plot(self, key: str = "success", path: str | os.PathLike | None = None) -> Path:
+        return super().plot(key, path)
+
+
+def _finish(run: AMFRun, directory: Path) -> AMFResult:
+    from rewire.report import plot_curves
+
+    (setting,), (selector,) = run.settings, run.selectors
+    result = run.results()[setting][selector]
+    write_json(directory / "results.json", {"config": run.config, "result": result})
+    plot_curves(
+        directory / "success.png",
+        result["demos"],
+        {selector: result["success_per_seed"]},
+        "demonstrations requested",
+        "mean success over tasks",
+        f"{selector}, {setting}",
+    )
+    return AMFResult(directory)
+
+
+def fit(
+    family: TaskFamily | None = None,
+    config: AMFConfig = AMFConfig(),
+    seed: int = 0,
+    selector: str = "amf",
+    setting: str = "mismatch",
+    pretrain_tasks: list[int] | None = None,
+    out: str | os.PathLike | None = None,
+    quiet: bool = True,
+    checkpoint_every: float = 30.0,
+) -> AMFResult:
+    """Pretrain a multi-task policy on expert demonstrations, then spend `config.budget` demonstrations
+    in rounds of `config.batch`, choosing tasks with `selector` (amf: greedy information gain; uniform;
+    random). `family`: a `TaskFamily` of your own, pretrained on `pretrain_tasks`; None: the config's
+    built-in env, pretrained on `setting`. The run directory `out` (temporary if None) is created
+    atomically; the run checkpoints after rounds, and a `fit` on a directory holding the same run resumes
+    it."""
+    settings = [GIVEN] if family is not None else [setting]
+    run = AMFRun(config, settings, [seed], [selector], family, pretrain_tasks)
+    extra = {"setting": settings[0], "selector": selector}
+    if family is not None:
+        extra["pretrain_tasks"] = run.pretrain_tasks(GIVEN).tolist()
+    directory = start_run_dir(out, "amf", run.config, seed, **extra)
+    Loop(run, directory, every=checkpoint_every, quiet=quiet, description="AMF rounds").run()
+    return _finish(run, directory)
+
+
+def resume(run_dir: str | os.PathLike, quiet: bool = True, checkpoint_every: float = 30.0) -> AMFResult:
+    """Continue the built-in-family run in `run_dir` from its checkpoint."""
+    record = read_run_record(run_dir)
+    config = config_from_json(AMFConfig, record["config"], f"{run_dir}/config.json: config")
+    setting, seed, selector = record.get("setting"), record.get("seed"), record.get("selector")
+    if not (isinstance(setting, str) and isinstance(seed, int) and isinstance(selector, str)):
+        raise ValueError(f"{run_dir}/config.json: no setting, seed and selector of an AMF run")
+    if setting == GIVEN:
+        raise ValueError(f"{run_dir}: a run on a task family of your own resumes from Python only")
+    run = AMFRun(config, [setting], [seed], [selector])
+    Loop(run, Path(run_dir), every=checkpoint_every, quiet=quiet, description="AMF rounds").run()
+    return _finish(run, Path(run_dir))

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from rewire.cli.common import command_group, console, friendly_errors, parse_ints, resume_overrides
-from rewire.runs import config_from_json, create_run_dir, read_run_record, record_run, write_json
+from rewire.runs import fresh_run_path
 
 app = command_group()
 
@@ -32,18 +32,14 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     from rewire.amf.core import AMFConfig
-    from rewire.amf.run import AMFRun
-    from rewire.loop import Loop
-    from rewire.report import plot_curves, reached
+    from rewire.amf.run import fit
+    from rewire.amf.run import resume as resume_run
+    from rewire.report import reached
 
     if resume is not None:
         resume_overrides(ctx)
-        run_dir, record = resume, read_run_record(resume)
-        config = config_from_json(AMFConfig, record["config"], f"{resume}/config.json: config")
-        setting, seed, selector = record.get("setting"), record.get("seed"), record.get("selector")
-        if not (isinstance(setting, str) and isinstance(seed, int) and isinstance(selector, str)):
-            raise ValueError(f"{resume}/config.json: no setting, seed and selector of an AMF run")
-        amf_run = AMFRun(config, [setting], [seed], [selector])
+        console.print(f"resuming {resume}")
+        result = resume_run(resume, quiet, checkpoint_every)
     else:
         config = AMFConfig(
             env=env,
@@ -54,28 +50,14 @@ def run(
             proxies=proxies,
             targets=parse_ints(targets) if targets else None,
         )
-        amf_run = AMFRun(config, [setting], [seed], [selector])
-        run_dir = create_run_dir(
-            out, "amf", lambda d: record_run(d, config, seed, setting=setting, selector=selector)
+        path = fresh_run_path(out, "amf")
+        result = fit(
+            None, config, seed, selector, setting, out=path, quiet=quiet, checkpoint_every=checkpoint_every
         )
-    loop = Loop(amf_run, run_dir, every=checkpoint_every, quiet=quiet, description="AMF rounds")
-    loop.start()
-    if resume is not None:
-        console.print(f"resuming {run_dir} after round {amf_run.round}")
-    loop.run()
-    (setting_name,), (selector_name,) = amf_run.settings, amf_run.selectors
-    result = amf_run.results()[setting_name][selector_name]
-    write_json(run_dir / "results.json", {"config": amf_run.config, "result": result})
-    plot_curves(
-        run_dir / "success.png",
-        result["demos"],
-        {selector_name: result["success_per_seed"]},
-        "demonstrations requested",
-        "mean success over tasks",
-        f"{selector_name}, {setting_name}",
-    )
+    summary = result.summary
+    first, last = summary["success_median"][0], summary["success_median"][-1]
     console.print(
-        f"{run_dir}: success {result['success_median'][0]:.2f} -> {result['success_median'][-1]:.2f} "
-        f"after {result['demos'][-1]} demos; demos to reach 0.9: {reached(result['demos_to_0.9'])}; "
-        f"tasks asked: {result['tasks_per_seed'][0]}"
+        f"{result.directory}: success {first:.2f} -> {last:.2f} "
+        f"after {summary['demos'][-1]} demos; demos to reach 0.9: {reached(summary['demos_to_0.9'])}; "
+        f"tasks asked: {summary['tasks_per_seed'][0]}"
     )

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,9 @@ from rewire.result import Result
 from rewire.runs import (
     RECORD,
     config_from_json,
-    create_dir,
     read_json,
     read_run_record,
-    record_run,
-    to_jsonable,
+    start_run_dir,
     versions,
     write_json,
 )
@@ -246,16 +243,8 @@ def fit(
     task = as_task(env, horizon)
     config = replace(default_config(task.env_id) if config is None else config, env_id=task.env_id)
     run = build_hades(config, seed, task, policy)
-    directory = Path(tempfile.mkdtemp(prefix="rewire-hades-")) if out is None else Path(out)
-    extra = {"kind": "hades", "policy": None if policy is None else repr(policy)}
-    if (directory / RECORD).exists():
-        record = read_run_record(directory)
-        if {k: record.get(k) for k in ("config", "seed", *extra)} != to_jsonable(
-            {"config": config, "seed": seed} | extra
-        ):
-            raise ValueError(f"{directory}: holds a run of another config, seed or policy; not resumed")
-    else:
-        directory = create_dir(directory, lambda d: record_run(d, config, seed, **extra))
+    policy_record = None if policy is None else repr(policy)
+    directory = start_run_dir(out, "hades", config, seed, kind="hades", policy=policy_record)
     watch = run.loop(directory, quiet, checkpoint_every).run()
     return _finish(run, directory, watch)
 
