@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -94,7 +95,7 @@ def test_stacked_problems_pad_without_changing_the_terms(pretrained, forget):
     problems = [make_params(params, split, config) for split in splits]
     sizes = [int(split.forget.sum()) for split in splits]
     stacked = stack_problems(problems)
-    assert stacked.data[2].shape[:2] == (2, max(sizes)) and sizes[0] != sizes[1]
+    assert stacked.data.forget_x.shape[:2] == (2, max(sizes)) and sizes[0] != sizes[1]
     world = EditWorld(config)
     actions = jax.random.uniform(jax.random.key(5), (config.horizon, world.action_dim), minval=-1, maxval=1)
     for i, single in enumerate(problems):
@@ -435,3 +436,59 @@ def test_random_forget_task_term_by_hand(pretrained):
     assert float(task) == pytest.approx(max(0.0, acc_f - acc_v) + abs(auc - 0.5), abs=1e-3)
     with pytest.raises(ValueError, match="forget mode"):
         WorldConfig(forget="half").validate()
+
+
+def _blobs_classifier():
+    import flax.linen as nn
+
+    x = jax.random.normal(jax.random.key(0), (600, 2)) + jnp.repeat(
+        jnp.array([[-3.0, 0], [3, 0], [0, 3]]), 200, 0
+    )
+    y = jnp.repeat(jnp.arange(3), 200)
+    model = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(3)])
+    params = model.init(jax.random.key(1), x)
+    opt = optax.adam(0.05)
+    state = opt.init(params)
+
+    def loss(p):
+        return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y).mean()
+
+    for _ in range(200):
+        updates, state = opt.update(jax.grad(loss)(params), state)
+        params = optax.apply_updates(params, updates)
+    return model, params, x, y
+
+
+def test_a_flax_classifier_of_ones_own_forgets_a_class(tmp_path):
+    import rewire.edit as edit
+
+    model, params, x, y = _blobs_classifier()
+    forget = y == 2
+    layer = ("params", "layers_2", "kernel")
+    problem = edit.Problem(
+        model, params, layer, retain=(x[~forget], y[~forget]), forget=(x[forget], y[forget])
+    )
+    world_params, world = problem.world(edit.Config(world="shift"))
+    state, _ = world.reset(world_params)
+    _, _, reward, _, _ = world.step(world_params, state, jnp.zeros(world.action_dim))
+    assert float(reward) == 0.0  # a zero shift changes nothing
+    utility, task = world.terms(world_params, world_params.w0)
+    assert float(task) == pytest.approx(problem.measure(params)["forget_accuracy"])
+    result = edit.fit(
+        problem, edit.Config(world="shift"), edit.PPOConfig(total_steps=20000), out=tmp_path / "r"
+    )
+    before, after = result.summary["before"], result.summary["after"]
+    assert before["forget_accuracy"] > 0.95 and after["forget_accuracy"] < 0.05
+    assert after["retain_accuracy"] >= before["retain_accuracy"] - 0.02
+    np.testing.assert_array_equal(
+        edit.get_layer(result.apply(params), layer), edit.get_layer(result.edited_params, layer)
+    )
+    assert [row["update"] for row in result.metrics] == list(range(1, 41))
+    with pytest.raises(ValueError, match="pass the Problem"):
+        edit.load(tmp_path / "r").apply(params)
+    with pytest.raises(ValueError, match="no 'Dense_9'"):
+        edit.Problem(model, params, ("params", "Dense_9"), retain=(x, y), forget=(x, y))
+    with pytest.raises(ValueError, match="2-D arrays"):
+        edit.Problem(model, params, ("params", "layers_2", "bias"), retain=(x, y), forget=(x, y))
+    with pytest.raises(ValueError, match="not both"):
+        edit.Problem(model, params, layer, retain=(x, y))

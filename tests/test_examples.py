@@ -9,7 +9,12 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # the size argument of each example at its tiny size
-TINY = {"unlearn_own_mdp.py": "40", "hades_own_env.py": "3", "amf_own_family.py": "4"}
+TINY = {
+    "unlearn_own_mdp.py": "40",
+    "hades_own_env.py": "3",
+    "amf_own_family.py": "4",
+    "edit_own_classifier.py": "500",
+}
 
 
 def test_every_example_is_listed():

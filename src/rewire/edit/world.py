@@ -17,6 +17,7 @@ reward, done, info)`, jittable and vmappable) and thin Gymnasium environments ov
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -65,17 +66,52 @@ class WorldConfig:
             raise ValueError("rank and horizon must be at least 1")
 
 
+class UnlearnData(NamedTuple):
+    """The reward data of an unlearning problem: the inputs the readout takes (for the digits head, its
+    features with a trailing 1) and labels (in the canonical frame) of a retain subset, the forget set
+    (weights 1, or 0 for padding) and validation data."""
+
+    retain_x: jax.Array
+    retain_y: jax.Array
+    forget_x: jax.Array
+    forget_y: jax.Array
+    forget_w: jax.Array
+    val_x: jax.Array
+    val_y: jax.Array
+
+
+class BiasData(NamedTuple):
+    """The reward data of a bias problem (the fair validation split): inputs, 0/1 labels and groups, and
+    the text classifier's output layer (unused by a readout of your own)."""
+
+    x: jax.Array
+    y: jax.Array
+    g: jax.Array
+    out: jax.Array
+    bias: jax.Array
+
+
 class WorldParams(NamedTuple):
-    """Frozen data of one editing problem. Unlearning: data = (retain inputs to the head with a trailing 1,
-    retain labels, forget inputs, forget labels, forget weights (1, or 0 for padding), validation inputs,
-    validation labels), canonical frame.
-    Bias: data = (bag-of-words inputs,
-    labels, groups, output weights, output bias) of the fair validation split."""
+    """Frozen data of one editing problem."""
 
     w0: jax.Array  # (n, m): the edited layer
     scale: jax.Array
-    data: tuple
+    data: UnlearnData | BiasData
     perm: jax.Array  # canonical column k is the model's column perm[k]
+
+
+# readout(data, edited layer, inputs) -> logits: how the model's output depends on the edited layer
+Readout = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+
+def head_readout(data: UnlearnData, weights: jax.Array, x: jax.Array) -> jax.Array:
+    """The digits head: features (with a trailing 1) times [W; b]."""
+    return x @ weights
+
+
+def text_readout(data: BiasData, weights: jax.Array, x: jax.Array) -> jax.Array:
+    """The bag-of-words classifier with the embedding `weights` (`text.text_logits`)."""
+    return jax.nn.relu(x @ weights) @ data.out + data.bias
 
 
 class WorldState(NamedTuple):
@@ -108,7 +144,7 @@ def make_params(model_params: dict, split: Split, config: WorldConfig, seed: int
         return jnp.concatenate([f, jnp.ones((len(x), 1))], axis=1)
 
     w0 = head(model_params)[:, perm]
-    data = (
+    data = UnlearnData(
         inputs(split.x_train[retain_idx]),
         jnp.asarray(inverse[split.y_train[retain_idx]]),
         inputs(split.x_train[split.forget]),
@@ -126,13 +162,15 @@ def stack_problems(problems: list[WorldParams], count: int | None = None) -> Wor
     zero-padded to the longest, with weight 0."""
     if count is not None:
         problems = [problems[i % len(problems)] for i in range(count)]
-    longest = max(p.data[2].shape[0] for p in problems)
+    longest = max(p.data.forget_x.shape[0] for p in problems)
 
     def pad(p: WorldParams) -> WorldParams:
-        extra = longest - p.data[2].shape[0]
-        rx, ry, fx, fy, fw, vx, vy = p.data
-        fx, fy, fw = (jnp.pad(a, [(0, extra)] + [(0, 0)] * (a.ndim - 1)) for a in (fx, fy, fw))
-        return p._replace(data=(rx, ry, fx, fy, fw, vx, vy))
+        extra = longest - p.data.forget_x.shape[0]
+        d = p.data
+        fx, fy, fw = (
+            jnp.pad(a, [(0, extra)] + [(0, 0)] * (a.ndim - 1)) for a in (d.forget_x, d.forget_y, d.forget_w)
+        )
+        return p._replace(data=d._replace(forget_x=fx, forget_y=fy, forget_w=fw))
 
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *map(pad, problems))
 
@@ -140,8 +178,15 @@ def stack_problems(problems: list[WorldParams], count: int | None = None) -> Wor
 def make_bias_params(text_params: dict, x: np.ndarray, y: np.ndarray, g: np.ndarray) -> WorldParams:
     """Edit the embedding matrix E (V x 16) of the text classifier; reward data: the fair validation split."""
     w0 = text_params["embed"]
-    data = (jnp.asarray(x), jnp.asarray(y), jnp.asarray(g), text_params["out"], text_params["bias"])
+    data = BiasData(jnp.asarray(x), jnp.asarray(y), jnp.asarray(g), text_params["out"], text_params["bias"])
     return WorldParams(w0, jnp.std(w0), data, jnp.arange(w0.shape[1]))
+
+
+def positive(logits: jax.Array) -> jax.Array:
+    """A binary classifier's decision: logit > 0 for one output (or none), class 1 for two."""
+    if logits.ndim == 2 and logits.shape[-1] == 2:
+        return jnp.argmax(logits, -1) == 1
+    return logits.reshape(logits.shape[0]) > 0
 
 
 def model_head(params: WorldParams, weights: jax.Array) -> jax.Array:
@@ -152,11 +197,15 @@ def model_head(params: WorldParams, weights: jax.Array) -> jax.Array:
 class EditWorld:
     """The functional core shared by MaskWorld, ShiftWorld, PPO and CEM."""
 
-    def __init__(self, config: WorldConfig, shape: tuple[int, int] = (65, CLASSES)):
-        """`shape`: the edited layer's (inputs, outputs): the digits head by default."""
+    def __init__(
+        self, config: WorldConfig, shape: tuple[int, int] = (65, CLASSES), readout: Readout | None = None
+    ):
+        """`shape`: the edited layer's (inputs, outputs): the digits head by default. `readout`: the logits
+        as a function of the edited layer (default: the digits head, or the text classifier for bias)."""
         config.validate()
         inputs, outputs = shape
         self.config, self.n, self.m = config, inputs, outputs
+        self.readout = readout or (text_readout if config.task == "bias" else head_readout)
         self.action_dim = config.rank * (inputs + outputs)
         self.obs_dim = inputs * outputs * config.observe_weights + 3
 
@@ -178,14 +227,14 @@ class EditWorld:
     def terms(self, params: WorldParams, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(utility, task term). Unlearning: retain-subset accuracy, forget-set accuracy. Bias: accuracy and
         true-positive-rate gap between the groups, on the fair validation split."""
+        data, logits = params.data, lambda x: self.readout(params.data, weights, x)
         if self.config.task == "bias":
-            x, y, g, out, bias = params.data
-            m = group_metrics(jax.nn.relu(x @ weights) @ out + bias > 0, y, g)
+            m = group_metrics(positive(logits(data.x)), data.y, data.g)
             return m["accuracy"], m["tpr_gap"]
-        retain_x, retain_y, forget_x, forget_y, forget_w, val_x, val_y = params.data
+        retain_x, retain_y, forget_x, forget_y, forget_w, val_x, val_y = data
 
         def acc(x, y, w=None):
-            right = jnp.argmax(x @ weights, -1) == y
+            right = jnp.argmax(logits(x), -1) == y
             return right.mean() if w is None else weighted_mean(right, w)
 
         forget_acc = acc(forget_x, forget_y, forget_w)
@@ -193,8 +242,8 @@ class EditWorld:
             return acc(retain_x, retain_y), forget_acc
         # A random subset should end up looking unseen, not wrong: its accuracy no higher than on
         # validation data, and its losses not separable from validation losses (pairwise AUC 0.5).
-        loss_f = optax.softmax_cross_entropy_with_integer_labels(forget_x @ weights, forget_y)
-        loss_v = optax.softmax_cross_entropy_with_integer_labels(val_x @ weights, val_y)
+        loss_f = optax.softmax_cross_entropy_with_integer_labels(logits(forget_x), forget_y)
+        loss_v = optax.softmax_cross_entropy_with_integer_labels(logits(val_x), val_y)
         auc = weighted_mean(loss_f[:, None] < loss_v[None, :], forget_w) + 0.5 * weighted_mean(
             loss_f[:, None] == loss_v[None, :], forget_w
         )
