@@ -14,6 +14,7 @@ TINY = {
     "hades_own_env.py": "3",
     "amf_own_family.py": "4",
     "edit_own_classifier.py": "500",
+    "calql_own_env.py": "300",
 }
 
 

@@ -64,7 +64,7 @@ def test_cli_on_a_dense_reward_env_reports_returns_and_records_its_dataset(tmp_p
     )
     plotted = []
     monkeypatch.setattr(
-        "rewire.bench.calql.plot_curves",
+        "rewire.report.plot_curves",
         lambda path, x, curves, xlabel, ylabel, *a, **k: plotted.append(ylabel),
     )
     args = [
@@ -115,3 +115,89 @@ def test_cli_on_a_dense_reward_env_reports_returns_and_records_its_dataset(tmp_p
         "sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
     }
     assert (record["config"]["agent"]["obs_dim"], record["config"]["agent"]["act_dim"]) == (3, 1)
+
+
+class Slide(__import__("gymnasium").Env):
+    """A user's env: x' = x + 0.1 a, reward -|x - 1|, 20 steps; actions in [-2, 2] (not the unit box)."""
+
+    def __init__(self):
+        import gymnasium as gym
+
+        self.observation_space = gym.spaces.Box(-3.0, 3.0, (1,))
+        self.action_space = gym.spaces.Box(-2.0, 2.0, (1,))
+
+    def reset(self, seed=None, options=None):
+        self.x, self.t = -1.0 + 0.1 * np.random.default_rng(seed).standard_normal(), 0
+        return np.array([self.x], np.float32), {}
+
+    def step(self, action):
+        self.x, self.t = float(np.clip(self.x + 0.1 * action[0], -3, 3)), self.t + 1
+        return np.array([self.x], np.float32), -abs(self.x - 1.0), False, self.t >= 20, {}
+
+
+def _slide_arrays():
+    env, rows, rng = Slide(), [], np.random.default_rng(0)
+    for episode in range(4):
+        obs, _ = env.reset(seed=episode)
+        for _ in range(20):
+            action = np.clip([2.0 * (1.0 - obs[0]) + rng.normal()], -2, 2).astype(np.float32)
+            next_obs, reward, _, truncated, _ = env.step(action)
+            rows.append((obs, action, reward, truncated))
+            obs = next_obs
+    return [np.array(column) for column in zip(*rows, strict=True)]
+
+
+def test_from_arrays_splits_at_timeouts_and_refuses_bad_arrays():
+    import pytest
+
+    from rewire.data import DatasetError, from_arrays
+
+    obs, actions, rewards, timeouts = _slide_arrays()
+    data = from_arrays(obs, actions, rewards, np.zeros(len(obs)), timeouts)
+    # a timeout without next_observations drops its last transition (D4RL's qlearning semantics)
+    assert [len(ep) for ep in data.episodes] == [19] * 4
+    with pytest.raises(DatasetError, match="<arrays>: key 'rewards' has 80 NaN/inf"):
+        from_arrays(obs, actions, rewards * np.nan, np.zeros(len(obs)), timeouts)
+    with pytest.raises(DatasetError, match="'actions' has 79 rows but 'rewards' has 80"):
+        from_arrays(obs, actions[1:], rewards, np.zeros(len(obs)), timeouts)
+
+
+def test_fit_on_a_gymnasium_env_instance_of_ones_own(tmp_path):
+    import rewire
+
+    obs, actions, rewards, timeouts = _slide_arrays()
+    data = rewire.data.from_arrays(obs, actions, rewards, np.zeros(len(obs)), timeouts)
+    config = __import__("dataclasses").replace(CONFIG, online_steps=40, chunk=20, eval_every=20)
+    result = rewire.calql.fit(data, Slide(), config, out=tmp_path / "run")
+    assert result.record["config"]["env_id"] == "Slide" and result.record["config"]["agent"]["act_dim"] == 1
+    assert {"critic_loss", "q_data"} <= set(next(r for r in result.metrics if r["kind"] == "train"))
+    policy = result.policy("calql/seed0")
+    action = policy.act(np.array([0.0], np.float32))
+    assert action.shape == (1,) and -2.0 <= action[0] <= 2.0
+    sample = policy.act(np.array([0.0], np.float32), jax.random.key(1))
+    assert not np.array_equal(action, sample)
+    loaded = rewire.calql.CalQLPolicy.load(policy.save(tmp_path / "policy.ckpt"))
+    np.testing.assert_array_equal(
+        loaded.act(np.array([0.5], np.float32)), policy.act(np.array([0.5], np.float32))
+    )
+    scores = rewire.evaluate(policy, Slide(), episodes=3)
+    assert (
+        scores["return"].shape == (3,) and (scores["length"] == 20).all() and not scores["terminated"].any()
+    )
+    again = rewire.calql.fit(data, Slide(), config, out=tmp_path / "run")  # the same run: resumed, finished
+    assert again.summary["agents"] == result.summary["agents"]
+
+
+def test_fit_on_a_jax_env_object():
+    import rewire
+    from rewire.envs import as_spec
+    from rewire.envs.pointmaze import MazeParams, PointMaze
+
+    env = (PointMaze("open"), MazeParams())
+    spec = as_spec(env)
+    assert (spec.is_jax, spec.given, spec.obs_dim, spec.act_dim, spec.horizon) == (True, True, 2, 2, 100)
+    data = scripted_dataset(make_spec("PointMaze-open-v0"), 3, seed=0)
+    config = __import__("dataclasses").replace(CONFIG, online_steps=50, chunk=25, eval_every=25)
+    result = rewire.calql.fit(data, env, config)
+    assert len(result.summary["curves"]["online"]["steps"]) == 3
+    assert rewire.evaluate(result.policy(0), env, episodes=2)["length"].max() <= 100

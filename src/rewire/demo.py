@@ -16,7 +16,8 @@ SectionFn = Callable[[Path, int, bool], tuple[dict, Section]]
 
 
 def calql_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]:
-    from rewire.bench.calql import plot_calql, run_calql_benchmark
+    from rewire.bench.calql import run_calql_benchmark
+    from rewire.report import plot_calql
 
     result, _ = run_calql_benchmark("demo", seed=seed, layout="umaze", quiet=quiet)
     images = [p.name for p in plot_calql(result["curves"], list(result["methods"]), run_dir)]

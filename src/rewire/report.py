@@ -133,6 +133,40 @@ def plot_digits(images: np.ndarray, images_per_class: int, path: Path) -> Path:
     return path
 
 
+def plot_calql(
+    curves: dict, methods: list[str], out_dir: str | Path, stem: str = "calql", metric: str = "success"
+) -> list[Path]:
+    """Curves per method (median, range and each seed), offline and online, from `curves` as
+    `Finetuner.results()` gives them: the success rate, or (`metric` "return", for dense-reward tasks)
+    the return."""
+    out_dir = Path(out_dir)
+    labels = curves["labels"]
+    paths = []
+    for phase, xlabel in (
+        ("online", "online environment steps (switch at 0)"),
+        ("offline", "offline updates"),
+    ):
+        curve = curves[phase]
+        if not curve["steps"]:
+            continue
+        by_method = {
+            m: np.array([s for s, lab in zip(curve[metric], labels, strict=True) if lab.split("/")[0] == m])
+            for m in methods
+        }
+        paths.append(
+            plot_curves(
+                out_dir / f"{stem}_{phase}.png",
+                np.array(curve["steps"]),
+                by_method,
+                xlabel,
+                "success rate" if metric == "success" else "return",
+                f"{phase} evaluation",
+                vline=0 if phase == "online" else None,
+            )
+        )
+    return paths
+
+
 @dataclass
 class Section:
     """One system's part of the report: a sentence on what the result means, a table, and figures."""

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewire import store
-from rewire.envs import EnvSpec, make_gym, make_jax
+from rewire.envs import EnvSpec
 from rewire.envs.control import ControlTask
 
 # act_fn(policy_params, obs, key, deterministic) -> action in [-1, 1]^A, for one agent and one observation.
@@ -41,14 +41,16 @@ def scan_steps(
     env_state: Any,
     obs: jax.Array,
     key: jax.Array,
+    to_env_action: Callable[[jax.Array], jax.Array] = lambda a: a,
 ):
-    """`num_steps` steps of one environment with auto-reset; the true next observation is kept."""
+    """`num_steps` steps of one environment with auto-reset; the true next observation is kept. Actions
+    are recorded in the unit box and mapped by `to_env_action` for the env."""
 
     def body(carry, k):
         state, o = carry
         k_act, k_env = jax.random.split(k)
         a = act_fn(policy_params, o, k_act, deterministic)
-        o2, state2, r, term, trunc, info = env.step(k_env, state, a, env_params)
+        o2, state2, r, term, trunc, info = env.step(k_env, state, to_env_action(a), env_params)
         step = {
             "obs": o,
             "action": a,
@@ -80,13 +82,14 @@ class JaxRunner:
 
     def __init__(self, spec: EnvSpec, act_fn: ActFn, num_agents: int, key: jax.Array):
         self.spec = spec
-        self.env, self.env_params = make_jax(spec.env_id)
+        self.env, self.env_params = spec.make_jax()
+        steps = partial(scan_steps, to_env_action=spec.to_env_action_jax)
         self.num_agents = num_agents
         self.obs, self.env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
             jax.random.split(key, num_agents), self.env_params
         )
         self._collect = jax.jit(
-            lambda n, pp, s, o, k: jax.vmap(partial(scan_steps, self.env, self.env_params, act_fn, False, n))(
+            lambda n, pp, s, o, k: jax.vmap(partial(steps, self.env, self.env_params, act_fn, False, n))(
                 pp, s, o, k
             ),
             static_argnums=0,
@@ -96,7 +99,7 @@ class JaxRunner:
             def one_agent(pp, k):
                 keys = jax.random.split(k, episodes)
                 obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.env_params)
-                run = partial(scan_steps, self.env, self.env_params, act_fn, True, spec.horizon, pp)
+                run = partial(steps, self.env, self.env_params, act_fn, True, spec.horizon, pp)
                 _, _, traj = jax.vmap(run)(state, obs, jax.random.split(jax.random.fold_in(k, 1), episodes))
                 return first_episode_metrics(traj["reward"], traj["terminated"], traj["truncated"])
 
@@ -137,7 +140,7 @@ class GymRunner:
         self.spec = spec
         self.num_agents = num_agents
         self.seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-        self.envs = [make_gym(spec.env_id) for _ in range(num_agents)]
+        self.envs = [spec.make_gym() for _ in range(num_agents)]
         self.episodes = np.zeros(num_agents, np.int64)  # episodes started per environment
         self.actions: list[list[np.ndarray]] = [[] for _ in range(num_agents)]  # unit actions since reset
         self.obs = np.stack([self._reset(i) for i in range(num_agents)])
@@ -176,7 +179,7 @@ class GymRunner:
 
     def evaluate(self, policy_params: Any, key: jax.Array, episodes: int) -> dict[str, np.ndarray]:
         seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-        envs = [make_gym(self.spec.env_id) for _ in range(self.num_agents * episodes)]
+        envs = [self.spec.make_gym() for _ in range(self.num_agents * episodes)]
         obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
         params = jax.tree.map(lambda x: jnp.repeat(x, episodes, axis=0), policy_params)
         traj = []

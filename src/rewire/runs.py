@@ -234,11 +234,17 @@ def record_run(run_dir: str | os.PathLike, config: Any, seed: int | None, **extr
 
 
 def start_run_dir(
-    directory: str | os.PathLike | None, prefix: str, config: Any, seed: int | None, **extra: Any
+    directory: str | os.PathLike | None,
+    prefix: str,
+    config: Any,
+    seed: int | None,
+    fill: Callable[[Path], None] | None = None,
+    **extra: Any,
 ) -> Path:
     """The run directory of a library entry (`fit`): a new temporary one for None; else `directory`, made
-    atomically with its config.json; or, if it already holds a run of the same config, seed and `extra`,
-    that run (the run loop then resumes its checkpoint). A different run there is refused."""
+    atomically with its config.json (and whatever `fill(staging)` writes besides); or, if it already holds
+    a run of the same config, seed and `extra`, that run (the run loop then resumes its checkpoint). A
+    different run there is refused."""
     if directory is None:
         directory = tempfile.mkdtemp(prefix=f"rewire-{prefix}-")
     directory = Path(directory)
@@ -248,7 +254,14 @@ def start_run_dir(
         if {k: record.get(k) for k in want} != want:
             raise ValueError(f"{directory}: holds a run of another config or seed; not resumed")
         return directory
-    return create_dir(directory, lambda d: record_run(d, config, seed, **extra))
+
+    def first_files(staging: Path) -> None:
+        if fill is not None:
+            fill(staging)
+        if not (staging / RECORD).exists():
+            record_run(staging, config, seed, **extra)
+
+    return create_dir(directory, first_files)
 
 
 def read_run_record(run_dir: str | os.PathLike) -> dict:

@@ -99,12 +99,15 @@ class Finetuner:
     kind = "rewire.calql/finetuner"
     unit = "steps"
 
-    def __init__(self, config: FinetuneConfig, dataset: EpisodeDataset):
+    def __init__(self, config: FinetuneConfig, dataset: EpisodeDataset, spec: EnvSpec | None = None):
+        """`spec`: the env (`rewire.envs.as_spec`, for an env of the user's own); default: `config.env_id`,
+        which then names `spec`'s env."""
         config.validate()
-        self.spec = make_spec(config.env_id)
+        self.spec = make_spec(config.env_id) if spec is None else spec
         validate_episodes(Path(f"<dataset {dataset.env_id}>"), dataset.episodes, self.spec)
         self.config = dataclasses.replace(
             config,
+            env_id=self.spec.env_id,
             agent=dataclasses.replace(config.agent, obs_dim=self.spec.obs_dim, act_dim=self.spec.act_dim),
         )
         self.scale, self.bias = self.config.scales(self.spec)

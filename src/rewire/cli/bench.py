@@ -26,7 +26,8 @@ def calql(
     plots: Path = typer.Option(None, help="Also write PNG curves into this folder."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from rewire.bench.calql import plot_calql, run_calql_benchmark
+    from rewire.bench.calql import run_calql_benchmark
+    from rewire.report import plot_calql
 
     result, _ = run_calql_benchmark("quick" if quick else "full", seeds, seed, layout, quiet)
     if json_out is not None:

@@ -7,13 +7,11 @@ from pathlib import Path
 import typer
 
 from rewire.calql import cql
-from rewire.calql.trainer import FinetuneConfig, Finetuner, dataset_record, load_run
+from rewire.calql.trainer import FinetuneConfig
 from rewire.cli.common import command_group, console, friendly_errors, parse_ints, resume_overrides
-from rewire.data.episodes import load_dataset, save_dataset
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec
-from rewire.loop import Loop
-from rewire.runs import create_run_dir, record_run, write_json
+from rewire.runs import fresh_run_path
 
 app = command_group()
 
@@ -52,9 +50,13 @@ def train(
     checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
+    from rewire.calql.run import fit
+    from rewire.calql.run import resume as resume_run
+
     if resume is not None:
         extended = resume_overrides(ctx, ("offline_steps", "online_steps"))
-        run_dir, trainer = resume, load_run(resume, restore=False, **extended)
+        console.print(f"resuming {resume}")
+        result = resume_run(resume, quiet=quiet, checkpoint_every=checkpoint_every, **extended)
     else:
         hid = parse_ints(hidden)
         agent = cql.CQLConfig(
@@ -84,30 +86,10 @@ def train(
             offline_eval_every=offline_eval_every,
         )
         config.validate()
-        spec = make_spec(env)
-        data = scripted_dataset(spec, 200, seed) if dataset is None else load_dataset(dataset, spec)
-        trainer = Finetuner(config, data)
-
-        def fill(run_dir: Path) -> None:
-            source = dataset
-            if source is None:
-                source = save_dataset(data, run_dir / "dataset.npz")
-            record_run(run_dir, trainer.config, seed, dataset=dataset_record(source, run_dir))
-
-        run_dir = create_run_dir(out, "calql", fill)
-    loop = Loop(trainer, run_dir, every=checkpoint_every, quiet=quiet, description="calql train")
-    loop.start()
-    if resume is not None:
-        console.print(f"resuming {run_dir} at offline {trainer.offline_done}, online {trainer.online_done}")
-    loop.run()
-    results = trainer.results() | {"timing": {"updates_per_s": trainer.updates_per_s}}
-    write_json(run_dir / "results.json", results)
-    from rewire.bench.calql import plot_calql
-
-    metric = "success" if trainer.spec.sparse else "return"
-    plot_calql(results["curves"], list(trainer.config.methods), run_dir, metric=metric)
-    console.print(f"done: {run_dir} (checkpoint, results.json, metrics.jsonl, plots)")
-    for row in results["agents"]:
+        data = scripted_dataset(make_spec(env), 200, seed) if dataset is None else dataset
+        result = fit(data, env, config, fresh_run_path(out, "calql"), quiet, checkpoint_every)
+    console.print(f"done: {result.directory} (checkpoint, results.json, metrics.jsonl, plots)")
+    for row in result.summary["agents"]:
         console.print(
             "  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
         )

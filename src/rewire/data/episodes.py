@@ -295,6 +295,26 @@ def _read_minari(path: Path, f: h5py.File) -> list[Episode]:
     return episodes
 
 
+def from_arrays(
+    observations: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    terminals: np.ndarray,
+    timeouts: np.ndarray | None = None,
+    next_observations: np.ndarray | None = None,
+    env_id: str = "arrays",
+) -> EpisodeDataset:
+    """A dataset from flat D4RL-style arrays in memory (rows are transitions; episodes end at terminals and
+    timeouts, as in a flat file), validated as a file would be."""
+    arrays = {"observations": observations, "actions": actions, "rewards": rewards, "terminals": terminals}
+    extra = {"timeouts": timeouts, "next_observations": next_observations}
+    arrays |= {k: v for k, v in extra.items() if v is not None}
+    where = Path("<arrays>")
+    episodes = _split_flat(where, {k: np.asarray(v) for k, v in arrays.items()})
+    validate_episodes(where, episodes, None)
+    return EpisodeDataset(episodes, env_id, {})
+
+
 def load_dataset(path: str | Path, spec: EnvSpec | None = None, env_id: str | None = None) -> EpisodeDataset:
     """Read an NPZ or HDF5 dataset and validate it (against `spec` when given)."""
     path = Path(path)

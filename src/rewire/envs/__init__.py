@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium
+import jax.numpy as jnp
 import numpy as np
 
 from rewire.envs.pointmaze import LAYOUTS, MazeParams, PointMaze, PointMazeGym
@@ -25,10 +29,33 @@ class EnvSpec:
     failure_reward: float  # raw reward of a non-success step on sparse tasks
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
+    # an env of the user's own (not rebuilt from its id): a factory of fresh Gymnasium envs, or a JAX env
+    factory: Callable[[], gymnasium.Env] | None = field(default=None, compare=False, repr=False)
+    jax_env: tuple[Any, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_jax(self) -> bool:
-        return self.env_id.startswith(MAZE_PREFIX)
+        return self.jax_env is not None or self.env_id.startswith(MAZE_PREFIX)
+
+    @property
+    def given(self) -> bool:
+        """The env is an object of the user's, not an id rewire can rebuild."""
+        return self.factory is not None or self.jax_env is not None
+
+    def make_gym(self) -> gymnasium.Env:
+        """A fresh Gymnasium env of this spec."""
+        return self.factory() if self.factory is not None else make_gym(self.env_id)
+
+    def make_jax(self) -> tuple[Any, Any]:
+        """The JAX env of this spec and its params."""
+        return self.jax_env if self.jax_env is not None else make_jax(self.env_id)
+
+    def to_env_action_jax(self, action: jnp.ndarray) -> jnp.ndarray:
+        """`to_env_action` inside jit (the built-in mazes take unit actions as they are)."""
+        if self.jax_env is None:
+            return action
+        low, high = jnp.asarray(self.action_low), jnp.asarray(self.action_high)
+        return low + (jnp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
 
     def to_env_action(self, action: np.ndarray) -> np.ndarray:
         low, high = np.asarray(self.action_low), np.asarray(self.action_high)
@@ -47,6 +74,60 @@ def maze_layout(env_id: str) -> str:
     return env_id[len(MAZE_PREFIX) :].rsplit("-v", 1)[0]
 
 
+def _box_spec(name: str, action_space: Any, obs_shape: Any, horizon: int, **source: Any) -> EnvSpec:
+    if len(getattr(action_space, "shape", ()) or ()) != 1 or not hasattr(action_space, "low"):
+        raise ValueError(f"{name} has a {type(action_space).__name__} action space; rewire needs a 1-D Box")
+    if obs_shape is None or len(obs_shape) != 1:
+        raise ValueError(f"{name} has observations of shape {obs_shape}; rewire needs a flat vector")
+    low = np.broadcast_to(np.asarray(action_space.low, np.float64), action_space.shape)
+    high = np.broadcast_to(np.asarray(action_space.high, np.float64), action_space.shape)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise ValueError(f"{name}: its action box must be bounded")
+    return EnvSpec(
+        name,
+        int(obs_shape[0]),
+        int(action_space.shape[0]),
+        int(horizon),
+        False,
+        0.0,
+        tuple(float(x) for x in low),
+        tuple(float(x) for x in high),
+        **source,
+    )
+
+
+def as_spec(env: Any, horizon: int | None = None) -> EnvSpec:
+    """The spec of an env id (`make_spec`), of a Gymnasium env instance (copies of it, as it is now, are
+    made for each agent), or of a gymnax-style JAX env as an object or an `(env, env_params)` pair (auto-
+    reset `step` whose info holds `final_observation`, as gymnax 1.0's). `horizon` defaults to the env's
+    time limit. A user's env is taken as dense-reward."""
+    if isinstance(env, str):
+        return make_spec(env)
+    if isinstance(env, gymnasium.Env):
+        pristine = copy.deepcopy(env)
+        limit = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else None
+        name = env.spec.id if env.spec else type(env.unwrapped).__name__
+        return _box_spec(
+            name,
+            env.action_space,
+            env.observation_space.shape,
+            horizon or limit or 1000,
+            factory=lambda: copy.deepcopy(pristine),
+        )
+    jax_env, params = env if isinstance(env, tuple) else (env, getattr(env, "default_params", None))
+    name = getattr(jax_env, "name", None) or type(jax_env).__name__
+    horizon = horizon or getattr(params, "max_steps_in_episode", None)
+    if not horizon:
+        raise ValueError(f"{name}: no episode length (max_steps_in_episode); pass horizon=")
+    return _box_spec(
+        name,
+        jax_env.action_space(params),
+        tuple(jax_env.observation_space(params).shape),
+        horizon,
+        jax_env=(jax_env, params),
+    )
+
+
 def make_spec(env_id: str) -> EnvSpec:
     """The spec of a maze id (`PointMaze-open-v0`, `PointMaze-umaze-v0`) or of a Gymnasium id."""
     if env_id.startswith(MAZE_PREFIX):
@@ -56,23 +137,8 @@ def make_spec(env_id: str) -> EnvSpec:
         return EnvSpec(env_id, 2, 2, MazeParams().max_steps_in_episode, True, 0.0, (-1.0, -1.0), (1.0, 1.0))
     env = make_gym(env_id)
     try:
-        space = env.action_space
-        if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 1:
-            raise ValueError(f"{env_id} has a {type(space).__name__} action space; rewire needs a 1-D Box")
-        obs_shape = env.observation_space.shape
-        if obs_shape is None or len(obs_shape) != 1:
-            raise ValueError(f"{env_id} has observations of shape {obs_shape}; rewire needs a flat vector")
         horizon = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
-        return EnvSpec(
-            env_id,
-            int(obs_shape[0]),
-            int(space.shape[0]),
-            int(horizon),
-            False,
-            0.0,
-            tuple(float(x) for x in space.low),
-            tuple(float(x) for x in space.high),
-        )
+        return _box_spec(env_id, env.action_space, env.observation_space.shape, horizon)
     finally:
         env.close()
 
