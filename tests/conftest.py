@@ -28,3 +28,21 @@ def tiny_runs(tmp_path_factory):
 def said():
     """A CLI result's output on one line (rich wraps long lines)."""
     return lambda res: " ".join(res.output.split())
+
+
+def read_events(folder) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of every TensorBoard event file in `folder` (TFRecord framing: length, crc, data, crc)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.iterdir()):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = Event.FromString(data[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return out

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import read_events
 
 from rewire import store
 from rewire.loop import CHECKPOINT, METRICS, Loop, Stopwatch, read_checkpoint
@@ -140,3 +141,20 @@ def test_a_cli_run_off_a_terminal_prints_plain_lines_in_its_own_unit(tmp_path, m
     lines = [line for line in res.stderr.splitlines() if line.startswith("hades CartPole-v1: ")]
     assert lines and all(" generations/s" in line for line in lines)
     assert lines[-1].startswith("hades CartPole-v1: 2/2 generations (100%)")
+
+
+def test_tensorboard_events_carry_the_metrics_stream(tmp_path):
+    from rewire.loop import tensorboard_scalars
+
+    row = {"kind": "train", "phase": "online", "step": 5, "loss": [0.5, 1.5], "ok": True, "note": "x"}
+    assert tensorboard_scalars(row) == [
+        ("train/online/step", 5.0),
+        ("train/online/loss/0", 0.5),
+        ("train/online/loss/1", 1.5),
+    ]
+    walk = Walk(total=4)
+    Loop(walk, tmp_path, every=0, quiet=True, tensorboard=True).run()
+    events = read_events(tmp_path / "tensorboard")
+    rows = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
+    assert events["t"] == [(t, float(t)) for t in range(1, 5)]
+    assert [v for _, v in events["x/2"]] == pytest.approx([r["x"][2] for r in rows])

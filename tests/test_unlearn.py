@@ -505,3 +505,17 @@ def test_an_mdp_of_your_own_in_memory_from_a_file_and_on_disk(tmp_path):
     (cli_dir,) = (tmp_path / "cli").iterdir()
     assert same_state(Session.open(cli_dir).state, on_disk.state) is False  # it has user 4 still
     assert same_state(Session.open(cli_dir).state, unlearn.fit(mdp, config, seed=SEED).state)
+
+
+def test_tensorboard_events_are_rebuilt_after_a_deletion(tmp_path):
+    from conftest import read_events
+
+    import rewire.unlearn as unlearn
+
+    session = unlearn.fit(None, SMALL, seed=SEED, out=tmp_path / "s", tensorboard=True)
+    before = read_events(tmp_path / "s" / "tensorboard")["cumulative_regret"]
+    assert before == [(r["episodes"], pytest.approx(r["cumulative_regret"])) for r in session.metrics]
+    session.delete([3])
+    after = read_events(tmp_path / "s" / "tensorboard")["cumulative_regret"]
+    assert after == [(r["episodes"], pytest.approx(r["cumulative_regret"])) for r in session.metrics]
+    assert after != before and len(list((tmp_path / "s" / "tensorboard").iterdir())) == 1

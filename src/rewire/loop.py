@@ -31,6 +31,7 @@ from rewire.runs import to_jsonable
 
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.ckpt"
+TENSORBOARD = "tensorboard"  # the event files' folder in a run directory
 LOOP_KIND = "rewire/run"
 
 # JAX reports the time it spends tracing, lowering and compiling through these events (jax._src.dispatch).
@@ -117,6 +118,31 @@ class Resumable(Protocol):
     # loop then rebuilds a stream that is shorter than the checkpoint says (see `Loop._resume_metrics`).
 
 
+def tensorboard_writer(folder: Path) -> Any:
+    """A tensorboardX `SummaryWriter` into `folder` (a clear error if the optional extra is missing)."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise ValueError("--tensorboard needs tensorboardX: pip install 'rewire[tensorboard]'") from None
+    return SummaryWriter(str(folder))
+
+
+def tensorboard_scalars(row: dict) -> list[tuple[str, float]]:
+    """The numbers of a metrics row as TensorBoard scalars: a list of numbers (one per agent or run)
+    becomes `name/0`, `name/1`, ...; a row's `kind` or `phase` prefixes its names; text is left out."""
+    prefix = "/".join(str(row[k]) for k in ("kind", "phase") if isinstance(row.get(k), str))
+    out = []
+    for name, value in row.items():
+        tag = f"{prefix}/{name}" if prefix else name
+        if isinstance(value, bool) or not isinstance(value, int | float | list):
+            continue
+        if isinstance(value, list):
+            out += [(f"{tag}/{i}", float(v)) for i, v in enumerate(value) if isinstance(v, int | float)]
+        else:
+            out.append((tag, float(value)))
+    return out
+
+
 def jsonl(rows: list[dict]) -> bytes:
     """Metric rows as the stream stores them: one JSON object per line."""
     return "".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in rows).encode()
@@ -154,8 +180,10 @@ class Loop:
     every: float = 30.0
     quiet: bool = False
     description: str = ""
+    tensorboard: bool = False  # also write the metrics stream as TensorBoard events (tensorboardX)
     watch: Stopwatch = field(default_factory=Stopwatch)
     started: bool = False
+    writer: Any = None
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -216,11 +244,20 @@ class Loop:
         if self.metrics_path is not None and rows:
             with open(self.metrics_path, "ab") as f:
                 f.write(jsonl(rows))
+        if self.writer is not None:
+            for row in rows:
+                for name, value in tensorboard_scalars(row):
+                    self.writer.add_scalar(name, value, self.task.done)
+
+    def _open_writer(self) -> None:
+        if self.tensorboard and self.directory is not None:
+            self.writer = tensorboard_writer(self.directory / TENSORBOARD)
 
     def run(self, max_steps: int | None = None) -> Stopwatch:
         """Step until the task is finished (or `max_steps` more steps), then checkpoint. Returns the
         compile-excluded timing of the steps this process ran."""
         self.start()
+        self._open_writer()
         task, last_save, steps = self.task, time.monotonic(), 0
         label = self.description or task.kind
         with progress_bar(label, task.total, self.quiet, task.unit, task.done) as bar:
@@ -236,4 +273,7 @@ class Loop:
                     self.save()
                     last_save = time.monotonic()
         self.save()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
         return self.watch

@@ -13,6 +13,7 @@ from rewire.amf.run import AMFResult, AMFRun, fit, resume
 from rewire.envs.multitask import TaskFamily, make_multitask
 
 load = AMFResult.load
+"""Open an AMF run directory: `load(directory) -> AMFResult`."""
 
 __all__ = [
     "AMF",

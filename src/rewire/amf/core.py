@@ -25,7 +25,9 @@ from rewire.envs.multitask import MultiTaskEnv, TaskFamily, TaskPolicy, make_mul
 Family = MultiTaskEnv | TaskFamily
 
 SELECTORS = ("amf", "uniform", "random")
+"""Task selectors: greedy information gain, a fixed shuffled round robin, i.i.d. uniform."""
 MODELS = ("gp", "nn")
+"""Policy models: an exact GP, or an MLP with a Bayesian last layer."""
 PROXIES = ("rollout", "is")
 
 

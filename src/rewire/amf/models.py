@@ -54,6 +54,9 @@ class GPSettings:
 
 @dataclass(frozen=True)
 class NNSettings:
+    """The neural model: an MLP pretrained by behaviour cloning, with task gates (an adaptive prior that
+    fine-tuning may move away from) and a Bayesian last layer whose kernel gives the information gain."""
+
     hidden: tuple[int, ...] = (128, 128)
     lr: float = 1e-3
     pretrain_steps: int = 3000

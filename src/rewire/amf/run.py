@@ -246,6 +246,7 @@ def fit(
     out: str | os.PathLike | None = None,
     quiet: bool = True,
     checkpoint_every: float = 30.0,
+    tensorboard: bool = False,
 ) -> AMFResult:
     """Pretrain a multi-task policy on expert demonstrations, then spend `config.budget` demonstrations
     in rounds of `config.batch`, choosing tasks with `selector` (amf: greedy information gain; uniform;
@@ -259,11 +260,15 @@ def fit(
     if family is not None:
         extra["pretrain_tasks"] = run.pretrain_tasks(GIVEN).tolist()
     directory = start_run_dir(out, "amf", run.config, seed, **extra)
-    Loop(run, directory, every=checkpoint_every, quiet=quiet, description="AMF rounds").run()
+    Loop(
+        run, directory, every=checkpoint_every, quiet=quiet, description="AMF rounds", tensorboard=tensorboard
+    ).run()
     return _finish(run, directory)
 
 
-def resume(run_dir: str | os.PathLike, quiet: bool = True, checkpoint_every: float = 30.0) -> AMFResult:
+def resume(
+    run_dir: str | os.PathLike, quiet: bool = True, checkpoint_every: float = 30.0, tensorboard: bool = False
+) -> AMFResult:
     """Continue the built-in-family run in `run_dir` from its checkpoint."""
     record = read_run_record(run_dir)
     config = config_from_json(AMFConfig, record["config"], f"{run_dir}/config.json: config")
@@ -273,5 +278,12 @@ def resume(run_dir: str | os.PathLike, quiet: bool = True, checkpoint_every: flo
     if setting == GIVEN:
         raise ValueError(f"{run_dir}: a run on a task family of your own resumes from Python only")
     run = AMFRun(config, [setting], [seed], [selector])
-    Loop(run, Path(run_dir), every=checkpoint_every, quiet=quiet, description="AMF rounds").run()
+    Loop(
+        run,
+        Path(run_dir),
+        every=checkpoint_every,
+        quiet=quiet,
+        description="AMF rounds",
+        tensorboard=tensorboard,
+    ).run()
     return _finish(run, Path(run_dir))

@@ -15,6 +15,7 @@ from rewire.calql.trainer import METHODS, DivergedCritic, Finetuner, load_run
 from rewire.calql.trainer import FinetuneConfig as Config
 
 load = CalQLResult.load
+"""Open a Cal-QL run directory: `load(directory) -> CalQLResult`."""
 
 __all__ = [
     "METHODS",

@@ -71,6 +71,9 @@ class CQLConfig:
 
 @struct.dataclass
 class AgentState:
+    """One agent's whole training state: actor, twin critics and the temperatures (`params`), the target
+    critics, the optimiser state, its key and step, and whether Cal-QL's floor is on."""
+
     params: dict
     target_critic: Any
     opt_state: Any

@@ -129,6 +129,7 @@ def fit(
     quiet: bool = True,
     checkpoint_every: float = 30.0,
     horizon: int | None = None,
+    tensorboard: bool = False,
 ) -> CalQLResult:
     """Pre-train `config.methods` x `config.seeds` agents offline on `data` (an `EpisodeDataset`, e.g.
     `rewire.data.from_arrays(...)`, or a D4RL/Minari HDF5 or NPZ file), then fine-tune them online in `env`
@@ -147,7 +148,9 @@ def fit(
         record_run(staging, trainer.config, config.seed, dataset=dataset_record(source, staging))
 
     directory = start_run_dir(out, "calql", trainer.config, config.seed, with_data)
-    Loop(trainer, directory, every=checkpoint_every, quiet=quiet, description="calql train").run()
+    loop = Loop(trainer, directory, every=checkpoint_every, quiet=quiet, tensorboard=tensorboard)
+    loop.description = "calql train"
+    loop.run()
     return finish(trainer, directory)
 
 
@@ -157,9 +160,12 @@ def resume(
     online_steps: int | None = None,
     quiet: bool = True,
     checkpoint_every: float = 30.0,
+    tensorboard: bool = False,
 ) -> CalQLResult:
     """Continue the run in `run_dir` on a built-in env from its checkpoint (`load_run`; the budgets extend
     it). A run on an env object resumes through `fit` with the same env, data and config."""
     trainer = load_run(run_dir, restore=False, offline_steps=offline_steps, online_steps=online_steps)
-    Loop(trainer, Path(run_dir), every=checkpoint_every, quiet=quiet, description="calql train").run()
+    loop = Loop(trainer, Path(run_dir), every=checkpoint_every, quiet=quiet, tensorboard=tensorboard)
+    loop.description = "calql train"
+    loop.run()
     return finish(trainer, Path(run_dir))

@@ -35,7 +35,8 @@ from rewire.loop import CHECKPOINT, Stopwatch, read_checkpoint
 from rewire.rollout import EpisodeAssembler, make_runner
 from rewire.runs import RECORD, config_from_json, file_record, read_run_record, write_json
 
-METHODS: dict[str, bool] = {"cql": False, "calql": True}  # method -> Cal-QL calibration flag
+METHODS: dict[str, bool] = {"cql": False, "calql": True}
+"""Each method and whether it turns on Cal-QL's calibration (the Monte-Carlo floor)."""
 
 
 @dataclass(frozen=True)

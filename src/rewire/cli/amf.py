@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import command_group, console, friendly_errors, parse_ints, resume_overrides
+from rewire.cli.common import (
+    TENSORBOARD,
+    command_group,
+    console,
+    friendly_errors,
+    parse_ints,
+    resume_overrides,
+)
 from rewire.runs import fresh_run_path
 
 app = command_group()
@@ -30,6 +37,7 @@ def run(
     resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
     checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every round)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    tensorboard: bool = TENSORBOARD,
 ) -> None:
     from rewire.amf.core import AMFConfig
     from rewire.amf.run import fit
@@ -39,7 +47,7 @@ def run(
     if resume is not None:
         resume_overrides(ctx)
         console.print(f"resuming {resume}")
-        result = resume_run(resume, quiet, checkpoint_every)
+        result = resume_run(resume, quiet, checkpoint_every, tensorboard)
     else:
         config = AMFConfig(
             env=env,
@@ -51,9 +59,7 @@ def run(
             targets=parse_ints(targets) if targets else None,
         )
         path = fresh_run_path(out, "amf")
-        result = fit(
-            None, config, seed, selector, setting, out=path, quiet=quiet, checkpoint_every=checkpoint_every
-        )
+        result = fit(None, config, seed, selector, setting, None, path, quiet, checkpoint_every, tensorboard)
     summary = result.summary
     first, last = summary["success_median"][0], summary["success_median"][-1]
     console.print(

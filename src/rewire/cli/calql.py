@@ -8,7 +8,14 @@ import typer
 
 from rewire.calql import cql
 from rewire.calql.trainer import FinetuneConfig
-from rewire.cli.common import command_group, console, friendly_errors, parse_ints, resume_overrides
+from rewire.cli.common import (
+    TENSORBOARD,
+    command_group,
+    console,
+    friendly_errors,
+    parse_ints,
+    resume_overrides,
+)
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec
 from rewire.runs import fresh_run_path
@@ -49,6 +56,7 @@ def train(
     resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
     checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    tensorboard: bool = TENSORBOARD,
 ) -> None:
     from rewire.calql.run import fit
     from rewire.calql.run import resume as resume_run
@@ -56,7 +64,9 @@ def train(
     if resume is not None:
         extended = resume_overrides(ctx, ("offline_steps", "online_steps"))
         console.print(f"resuming {resume}")
-        result = resume_run(resume, quiet=quiet, checkpoint_every=checkpoint_every, **extended)
+        result = resume_run(
+            resume, quiet=quiet, checkpoint_every=checkpoint_every, tensorboard=tensorboard, **extended
+        )
     else:
         hid = parse_ints(hidden)
         agent = cql.CQLConfig(
@@ -87,7 +97,9 @@ def train(
         )
         config.validate()
         data = scripted_dataset(make_spec(env), 200, seed) if dataset is None else dataset
-        result = fit(data, env, config, fresh_run_path(out, "calql"), quiet, checkpoint_every)
+        result = fit(
+            data, env, config, fresh_run_path(out, "calql"), quiet, checkpoint_every, tensorboard=tensorboard
+        )
     console.print(f"done: {result.directory} (checkpoint, results.json, metrics.jsonl, plots)")
     for row in result.summary["agents"]:
         console.print(

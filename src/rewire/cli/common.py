@@ -36,7 +36,13 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-RESUME_FLAGS = ("resume", "quiet", "checkpoint_every")  # what a resumed run may be given besides `extendable`
+# what a resumed run may be given besides `extendable`
+RESUME_FLAGS = ("resume", "quiet", "checkpoint_every", "tensorboard")
+
+
+TENSORBOARD = typer.Option(
+    False, "--tensorboard", help="Also write the metrics as TensorBoard events in the run's tensorboard/."
+)
 
 
 def resume_overrides(ctx: typer.Context, extendable: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import command_group, console, friendly_errors, parse_ints, resume_overrides
+from rewire.cli.common import (
+    TENSORBOARD,
+    command_group,
+    console,
+    friendly_errors,
+    parse_ints,
+    resume_overrides,
+)
 from rewire.runs import create_run_dir, file_record, read_run_record, record_run, write_json
 
 app = command_group()
@@ -45,6 +52,7 @@ def train_cmd(
     resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
     checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    tensorboard: bool = TENSORBOARD,
 ) -> None:
     from rewire.edit.classifier import CLASSES
     from rewire.edit.run import (
@@ -108,6 +116,7 @@ def train_cmd(
         run_dir,
         quiet,
         checkpoint_every,
+        tensorboard,
     )
     save_policy(run_dir / "policy.ckpt", policy)
     save_model(run_dir / "edited.ckpt", task, edited, data_seed, source)

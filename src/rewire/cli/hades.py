@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import typer
 
-from rewire.cli.common import command_group, console, friendly_errors, resume_overrides
+from rewire.cli.common import TENSORBOARD, command_group, console, friendly_errors, resume_overrides
 from rewire.runs import fresh_run_path, write_json
 
 app = command_group()
@@ -38,6 +38,7 @@ def distill(
     resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
     checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    tensorboard: bool = TENSORBOARD,
 ) -> None:
     from rewire.hades.core import default_config
     from rewire.hades.run import fit
@@ -46,7 +47,7 @@ def distill(
     if resume is not None:
         extended = resume_overrides(ctx, ("generations",))
         console.print(f"resuming {resume}")
-        result = resume_run(resume, quiet=quiet, **extended)
+        result = resume_run(resume, quiet=quiet, tensorboard=tensorboard, **extended)
     else:
         config = default_config(env)
         es_cfg = replace(
@@ -67,7 +68,9 @@ def distill(
             **{k: v for k, v in fields.items() if v is not None},
         )
         path = fresh_run_path(out, "hades")
-        result = fit(env, config, seed, path, quiet=quiet, checkpoint_every=checkpoint_every)
+        result = fit(
+            env, config, seed, path, quiet=quiet, checkpoint_every=checkpoint_every, tensorboard=tensorboard
+        )
     summary = result.summary
     returns = ", ".join(f"{r:.1f}" for r in np.asarray(summary["return_per_init"], float))
     console.print(

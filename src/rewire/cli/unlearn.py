@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import command_group, console, friendly_errors, resume_overrides
+from rewire.cli.common import TENSORBOARD, command_group, console, friendly_errors, resume_overrides
 from rewire.runs import create_run_dir, write_json
 
 app = command_group()
@@ -43,6 +43,7 @@ def simulate(
     resume: Path = typer.Option(None, help="Continue the state directory of an interrupted run."),
     checkpoint_every: float = typer.Option(0.0, min=0, help="Seconds between checkpoints (0: every 1/20)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    tensorboard: bool = TENSORBOARD,
 ) -> None:
     from rewire.unlearn.mdp import read_mdp
     from rewire.unlearn.session import Session, Setup
@@ -55,7 +56,7 @@ def simulate(
         setup = Setup(mdp, states, actions, horizon, episodes, _rho(rho), bonus)
         session = Session.create(setup, seed, mdp=None if mdp_file is None else read_mdp(mdp_file))
         directory = create_run_dir(out, "unlearn", session.save)
-    session.loop(directory, quiet, checkpoint_every).run()
+    session.loop(directory, quiet, checkpoint_every, tensorboard).run()
     session.write_reports(directory)
     cumulative = session.cumulative_regret()
     console.print(

@@ -34,6 +34,8 @@ class DatasetError(ValueError):
 
 @dataclass
 class Episode:
+    """One episode in the Minari layout: T + 1 observations, T actions (env units), rewards and end flags."""
+
     observations: np.ndarray  # (T+1, obs_dim)
     actions: np.ndarray  # (T, act_dim), environment units
     rewards: np.ndarray  # (T,)
@@ -50,6 +52,8 @@ class Episode:
 
 @dataclass
 class EpisodeDataset:
+    """Episodes of one env, with the metadata a file carried."""
+
     episodes: list[Episode]
     env_id: str
     metadata: dict = field(default_factory=dict)

@@ -12,6 +12,7 @@ from rewire.edit.world import BiasData, EditWorld, MaskWorld, ShiftWorld, Unlear
 from rewire.edit.world import WorldConfig as Config
 
 load = EditResult.load
+"""Open an editor's run directory: `load(directory) -> EditResult`."""
 
 __all__ = [
     "BiasData",

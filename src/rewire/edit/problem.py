@@ -189,6 +189,7 @@ def fit(
     out: str | os.PathLike | None = None,
     quiet: bool = True,
     checkpoint_every: float = 30.0,
+    tensorboard: bool = False,
 ) -> EditResult:
     """Train a PPO editor (`config.world`: mask or shift) on `problem`; its task (unlearn or bias) comes from
     the problem. The run directory `out` (temporary if None) is created atomically; training checkpoints
@@ -199,7 +200,9 @@ def fit(
     record = {"world": config, "ppo": ppo}
     directory = start_run_dir(out, "edit", record, seed, layer=list(problem.layer), model=repr(problem.model))
     training = EditorTraining(trainer, world_params, jax.random.key(seed))
-    Loop(training, directory, every=checkpoint_every, quiet=quiet, description="PPO updates").run()
+    loop = Loop(training, directory, every=checkpoint_every, quiet=quiet, tensorboard=tensorboard)
+    loop.description = "PPO updates"
+    loop.run()
     agent = training.state.agent
     weights = jax.jit(trainer.edit)(agent, world_params)[1]
     check_finite(weights, f"{config.world}world")

@@ -37,6 +37,10 @@ SNAP = 1e-6
 
 @dataclass(frozen=True)
 class WorldConfig:
+    """An editing world: mask or shift, the task (unlearn or bias; a `Problem` sets it), how to forget
+    (one class, or a random subset), the edit's rank and the episode's length, edit sizes, reward weights,
+    the reward subset's size, and whether the agent observes the weights or only the two reward terms."""
+
     world: str = "mask"
     task: str = "unlearn"
     forget: str = "class"  # unlearning: one class, or a random subset of the training split
@@ -330,8 +334,12 @@ class EditEnv(gym.Env):
 
 
 class MaskWorld(EditEnv):
+    """Edits multiply the layer elementwise: W * clip(1 + alpha A, 0, 2)."""
+
     world = "mask"
 
 
 class ShiftWorld(EditEnv):
+    """Edits add to the layer: W + beta std(W0) A."""
+
     world = "shift"

@@ -23,6 +23,7 @@ from rewire.hades.evolution import Evolution
 from rewire.hades.run import HadesResult, as_task, build_hades, build_neuroevolution, fit, resume
 
 load = HadesResult.load
+"""Open a HaDES run directory: `load(directory) -> HadesResult`."""
 
 __all__ = [
     "Config",

@@ -80,10 +80,18 @@ class EvolutionRun:
             net=self.net if learner is None else None,
         )
 
-    def loop(self, directory: Path | None = None, quiet: bool = False, every: float = 30.0) -> Loop:
+    def loop(
+        self,
+        directory: Path | None = None,
+        quiet: bool = False,
+        every: float = 30.0,
+        tensorboard: bool = False,
+    ) -> Loop:
         """The run loop over this run's generations (checkpoints in `directory`, if given)."""
         label = f"{self.kind} {self.config.env_id}"
-        return Loop(self.evolution, directory, every=every, quiet=quiet, description=label)
+        return Loop(
+            self.evolution, directory, every=every, quiet=quiet, description=label, tensorboard=tensorboard
+        )
 
 
 def _stats(task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,6 +242,7 @@ def fit(
     horizon: int | None = None,
     quiet: bool = True,
     checkpoint_every: float = 30.0,
+    tensorboard: bool = False,
 ) -> HadesResult:
     """Evolve a synthetic dataset for `env` (see `as_task`; `horizon` for an env object whose params have
     no `max_steps_in_episode`) with HaDES. `config` defaults to `default_config` of the env; its `env_id`
@@ -245,13 +254,15 @@ def fit(
     run = build_hades(config, seed, task, policy)
     policy_record = None if policy is None else repr(policy)
     directory = start_run_dir(out, "hades", config, seed, kind="hades", policy=policy_record)
-    watch = run.loop(directory, quiet, checkpoint_every).run()
+    watch = run.loop(directory, quiet, checkpoint_every, tensorboard).run()
     return _finish(run, directory, watch)
 
 
-def resume(run_dir: str | os.PathLike, generations: int | None = None, quiet: bool = True) -> HadesResult:
+def resume(
+    run_dir: str | os.PathLike, generations: int | None = None, quiet: bool = True, tensorboard: bool = False
+) -> HadesResult:
     """Continue the run in `run_dir` on a built-in env (`run_from_record`; `generations` extends it). A run
     on an env object resumes through `fit` with the same env, config and seed."""
     run = run_from_record(run_dir, generations)
-    watch = run.loop(Path(run_dir), quiet).run()
+    watch = run.loop(Path(run_dir), quiet, tensorboard=tensorboard).run()
     return _finish(run, Path(run_dir), watch)

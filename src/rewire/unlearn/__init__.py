@@ -13,6 +13,7 @@ from rewire.unlearn.session import Setup as Config
 from rewire.unlearn.verify import Verifier
 
 load = Session.open
+"""Reopen a state directory: `load(directory) -> Session` (deletions then commit to it)."""
 
 __all__ = [
     "Config",

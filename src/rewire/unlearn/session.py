@@ -7,8 +7,8 @@ What a state directory holds, and why each file is safe after a deletion (README
   the key chain, constants) and the MDP. After a deletion it has exactly the law of a state that never had
   the user; the checkpoint's metadata holds only the loop's counters, which are functions of the state.
 - `config.json`: the setup without the seed (the seed regenerates every draw, so it is a secret kept apart).
-- `metrics.jsonl`, `results.json`, `regret.png`: rebuilt from the state at every save, so they are functions
-  of it and carry nothing of a deleted user.
+- `metrics.jsonl`, `results.json`, `regret.png` (and `tensorboard/`, if the run wrote events): rebuilt from
+  the state at every save, so they are functions of it and carry nothing of a deleted user.
 - `deletions.json`: the documented deletion log, ids and times only, kept apart from the learner state.
 """
 
@@ -18,6 +18,7 @@ import calendar
 import math
 import os
 import secrets
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +28,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewire import store
-from rewire.loop import METRICS, Loop, jsonl, read_checkpoint, write_checkpoint
+from rewire.loop import (
+    METRICS,
+    TENSORBOARD,
+    Loop,
+    jsonl,
+    read_checkpoint,
+    tensorboard_scalars,
+    tensorboard_writer,
+    write_checkpoint,
+)
 from rewire.runs import (
     RECORD,
     config_from_json,
@@ -198,8 +208,10 @@ class Session:
         return {"episodes": t, "cumulative_regret": float(cumulative[t - 1])}
 
     # -- persistence ------------------------------------------------------------------------------------
-    def loop(self, directory: str | os.PathLike, quiet: bool = True, every: float = 0.0) -> Loop:
-        return Loop(self, Path(directory), STATE_FILE, every, quiet, "episodes")
+    def loop(
+        self, directory: str | os.PathLike, quiet: bool = True, every: float = 0.0, tensorboard: bool = False
+    ) -> Loop:
+        return Loop(self, Path(directory), STATE_FILE, every, quiet, "episodes", tensorboard)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Commit the state atomically (and the setup's config.json, once), then rebuild the reports from
@@ -207,6 +219,9 @@ class Session:
         deleted user's) beside a newer one; the next save or `rewire unlearn simulate --resume` rebuilds
         them."""
         directory = Path(directory)
+        events = directory / TENSORBOARD
+        rebuild_events = events.exists()
+        shutil.rmtree(events, ignore_errors=True)  # a report too: events of a deleted user's episode go
         for name in REPORTS:
             (directory / name).unlink(missing_ok=True)
         if not (directory / RECORD).exists():
@@ -216,6 +231,12 @@ class Session:
         store.remove_temporaries(directory)
         store.write_bytes(directory / REPORTS[0], metrics)
         self.write_reports(directory)
+        if rebuild_events:
+            writer = tensorboard_writer(events)
+            for row in self.rebuild_metrics():
+                for name, value in tensorboard_scalars(row):
+                    writer.add_scalar(name, value, row["episodes"])
+            writer.close()
         return path
 
     def write_reports(self, directory: Path) -> None:
@@ -353,6 +374,7 @@ def fit(
     seed: int | None = None,
     out: str | os.PathLike | None = None,
     quiet: bool = True,
+    tensorboard: bool = False,
 ) -> Session:
     """Learn `config.episodes` users on `mdp` (a `TabularMDP`, an NPZ file for `read_mdp`, or None for
     the config's built-in family) with the rho-TV-stable learner. With `out`, the state directory is
@@ -364,7 +386,7 @@ def fit(
     if out is None:
         return session.learn()
     session.directory = create_dir(out, session.save)
-    session.loop(session.directory, quiet).run()
+    session.loop(session.directory, quiet, tensorboard=tensorboard).run()
     session.write_reports(session.directory)
     return session
 
