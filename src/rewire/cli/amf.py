@@ -46,7 +46,6 @@ def run(
 
     if resume is not None:
         resume_overrides(ctx)
-        console.print(f"resuming {resume}")
         result = resume_run(resume, quiet, checkpoint_every, tensorboard)
     else:
         config = AMFConfig(

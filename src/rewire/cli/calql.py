@@ -63,7 +63,6 @@ def train(
 
     if resume is not None:
         extended = resume_overrides(ctx, ("offline_steps", "online_steps"))
-        console.print(f"resuming {resume}")
         result = resume_run(
             resume, quiet=quiet, checkpoint_every=checkpoint_every, tensorboard=tensorboard, **extended
         )

@@ -46,7 +46,6 @@ def distill(
 
     if resume is not None:
         extended = resume_overrides(ctx, ("generations",))
-        console.print(f"resuming {resume}")
         result = resume_run(resume, quiet=quiet, tensorboard=tensorboard, **extended)
     else:
         config = default_config(env)
