@@ -35,7 +35,7 @@ def test_thresholds_never_reached_and_versions_read_as_text():
 
 
 def test_the_amf_task_legend_sits_beside_the_bars_not_over_them(tmp_path, monkeypatch):
-    import rewire.bench.amf as amf_bench
+    import rewire.report as amf_bench
 
     run = {
         "demos": [0, 2],

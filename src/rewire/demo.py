@@ -63,7 +63,8 @@ def calql_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]
 
 
 def hades_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]:
-    from rewire.bench.hades import plot_hades, run_hades_benchmark
+    from rewire.bench.hades import run_hades_benchmark
+    from rewire.report import plot_hades
 
     result = run_hades_benchmark("CartPole-v1", size=4, generations=60, seed=seed, quiet=quiet)
     images = [p.name for p in plot_hades(result, run_dir)]
@@ -99,7 +100,8 @@ def hades_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]
 
 
 def amf_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]:
-    from rewire.bench.amf import plot_amf, run_amf_benchmark
+    from rewire.bench.amf import run_amf_benchmark
+    from rewire.report import plot_amf
 
     result = run_amf_benchmark(seeds=3, seed=seed, models=("gp",), quiet=quiet)
     images = [p.name for p in plot_amf(result, run_dir)]
@@ -157,7 +159,8 @@ def unlearn_table(rows: list[dict]) -> tuple[list[str], list[list[object]]]:
 
 
 def unlearn_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]:
-    from rewire.bench.unlearn import plot_unlearn, run_unlearn_benchmark
+    from rewire.bench.unlearn import run_unlearn_benchmark
+    from rewire.report import plot_unlearn
     from rewire.unlearn.session import Setup
     from rewire.unlearn.verify import Verifier
 

@@ -167,6 +167,135 @@ def plot_calql(
     return paths
 
 
+def plot_hades(result: dict, out_dir: Path) -> list[Path]:
+    """Training curves (population mean fitness against env steps) and a picture of the dataset."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = result["env"]
+    hist = result["history"]
+    steps = np.arange(1, len(hist["hades"]["score_mean"]) + 1) * result["env_steps_per_generation"]
+    curves = {
+        f"HaDES-{result['variant']} ({result['size']} pairs)": np.asarray(hist["hades"]["score_mean"]),
+        "neuroevolution (weights)": np.asarray(hist["neuroevolution"]["score_mean"]),
+    }
+    name = env.replace("/", "_")
+    paths = [
+        plot_curves(
+            out_dir / f"hades_{name}_fitness.png",
+            steps,
+            curves,
+            "environment steps",
+            "population mean return",
+            f"{env}: ES fitness at equal environment steps",
+        )
+    ]
+    from rewire.envs.control import make_control
+    from rewire.hades.core import dataset_figure
+
+    task = make_control(env)
+    dataset = {k: np.asarray(v) for k, v in result["dataset"].items()}
+    paths.append(dataset_figure(dataset, task, out_dir / f"hades_{name}_dataset.png"))
+    return paths
+
+
+def plot_amf(result: dict, folder: Path, env: str = "reach2d", tasks: int = 24) -> list[Path]:
+    """Success against demonstrations (one figure per setting and model), and which tasks each selector
+    asked for under mismatch (demos per task summed over seeds; pretrained tasks shaded)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for setting, by_model in result["settings"].items():
+        for model, by_sel in by_model.items():
+            x = np.asarray(next(iter(by_sel.values()))["demos"])
+            curves = {name: np.asarray(c["success_per_seed"]) for name, c in by_sel.items()}
+            paths.append(
+                plot_curves(
+                    folder / f"amf_{setting}_{model}.png",
+                    x,
+                    curves,
+                    "demonstrations requested",
+                    "mean success over tasks",
+                    f"AMF-{model.upper()}, {setting} pretraining",
+                )
+            )
+    from rewire.envs.multitask import make_multitask, pretraining_demo_tasks
+
+    family = make_multitask(env, tasks)
+    seen = set(pretraining_demo_tasks(family, "mismatch").tolist())
+    models = list(result["settings"]["mismatch"])
+    fig, axes = plt.subplots(len(models), 1, figsize=(7.2, 2.6 * len(models)), dpi=110, squeeze=False)
+    for ax, model in zip(axes[:, 0], models, strict=True):
+        by_sel = result["settings"]["mismatch"][model]
+        width = 0.8 / len(by_sel)
+        for i, (name, c) in enumerate(by_sel.items()):
+            counts = np.bincount(np.asarray(c["tasks_per_seed"]).ravel().astype(int), minlength=tasks)
+            ax.bar(np.arange(tasks) + (i - 1) * width, counts, width, color=COLORS[i], label=name)
+        for t in seen:
+            ax.axvspan(t - 0.5, t + 0.5, color="grey", alpha=0.12, lw=0)
+        ax.set(
+            title=f"AMF-{model.upper()}, mismatch: demos per task (shaded: pretrained tasks)",
+            xlabel="task id",
+            ylabel="demos (all seeds)",
+        )
+        ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
+    fig.tight_layout()
+    path = folder / "amf_tasks_asked.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return paths + [path]
+
+
+def plot_unlearn(result: dict, folder: Path) -> list[Path]:
+    """Deletion cost against ρ√(ln T) (uniform user and oldest user), and cumulative regret curves."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
+    for color, rho in zip(COLORS, sorted({r["rho"] for r in rows}), strict=False):
+        mine = sorted((r for r in rows if r["rho"] == rho), key=lambda r: r["episodes"])
+        t = [r["episodes"] for r in mine]
+        ax.plot(
+            t, [r["recompute_fraction"] for r in mine], "o-", color=color, label=f"rho {rho}: uniform user"
+        )
+        ax.plot(t, [r["oldest_fraction"] for r in mine], "s:", color=color, lw=1, label=f"rho {rho}: oldest")
+        ax.plot(t, [r["rho_sqrt_ln_t"] for r in mine], "--", color=color, lw=0.8, alpha=0.7)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="episodes T",
+        ylabel="fraction of episodes replayed",
+        title="deletion cost (dashed: rho * sqrt(ln T))",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=6, ncol=2)
+    fig.tight_layout()
+    paths = [folder / "unlearn_cost.png"]
+    fig.savefig(paths[0])
+    plt.close(fig)
+    from rewire.unlearn.tree import BONUSES
+
+    for bonus in BONUSES:
+        curves = {
+            f"rho {c['rho']}": c["cumulative_regret_per_seed"]
+            for c in result["regret"]["stable"]
+            if c["bonus"] == bonus
+        }
+        ucb = [c for c in result["regret"]["ucbvi"] if c["bonus"] == bonus]
+        if not curves and not ucb:
+            continue
+        for c in ucb:
+            curves["UCBVI (non-private)"] = c["cumulative_regret_per_seed"]
+        x = next(c["episodes"] for c in result["regret"]["stable"] + ucb if c["bonus"] == bonus)
+        paths.append(
+            plot_curves(
+                folder / f"unlearn_regret_{bonus}.png",
+                np.asarray(x),
+                curves,
+                "episodes",
+                "cumulative regret",
+                f"stable UCBVI vs UCBVI, {bonus} bonus",
+            )
+        )
+    return paths
+
+
 @dataclass
 class Section:
     """One system's part of the report: a sentence on what the result means, a table, and figures."""

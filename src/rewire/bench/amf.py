@@ -10,9 +10,7 @@ import numpy as np
 
 from rewire.amf.core import SELECTORS, AMFConfig
 from rewire.amf.run import THRESHOLD, AMFRun
-from rewire.envs.multitask import make_multitask, pretraining_demo_tasks
 from rewire.loop import Loop
-from rewire.report import COLORS, plot_curves, plt
 from rewire.runs import versions
 
 BENCH_SETTINGS = ("mismatch", "control")
@@ -75,47 +73,3 @@ def run_amf_benchmark(
         result["wall_s"][model] = time.perf_counter() - start
     result["criteria"] = criteria(result["settings"], list(models))
     return result
-
-
-def plot_amf(result: dict, folder: Path, env: str = "reach2d", tasks: int = 24) -> list[Path]:
-    """Success against demonstrations (one figure per setting and model), and which tasks each selector
-    asked for under mismatch (demos per task summed over seeds; pretrained tasks shaded)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for setting, by_model in result["settings"].items():
-        for model, by_sel in by_model.items():
-            x = np.asarray(next(iter(by_sel.values()))["demos"])
-            curves = {name: np.asarray(c["success_per_seed"]) for name, c in by_sel.items()}
-            paths.append(
-                plot_curves(
-                    folder / f"amf_{setting}_{model}.png",
-                    x,
-                    curves,
-                    "demonstrations requested",
-                    "mean success over tasks",
-                    f"AMF-{model.upper()}, {setting} pretraining",
-                )
-            )
-    family = make_multitask(env, tasks)
-    seen = set(pretraining_demo_tasks(family, "mismatch").tolist())
-    models = list(result["settings"]["mismatch"])
-    fig, axes = plt.subplots(len(models), 1, figsize=(7.2, 2.6 * len(models)), dpi=110, squeeze=False)
-    for ax, model in zip(axes[:, 0], models, strict=True):
-        by_sel = result["settings"]["mismatch"][model]
-        width = 0.8 / len(by_sel)
-        for i, (name, c) in enumerate(by_sel.items()):
-            counts = np.bincount(np.asarray(c["tasks_per_seed"]).ravel().astype(int), minlength=tasks)
-            ax.bar(np.arange(tasks) + (i - 1) * width, counts, width, color=COLORS[i], label=name)
-        for t in seen:
-            ax.axvspan(t - 0.5, t + 0.5, color="grey", alpha=0.12, lw=0)
-        ax.set(
-            title=f"AMF-{model.upper()}, mismatch: demos per task (shaded: pretrained tasks)",
-            xlabel="task id",
-            ylabel="demos (all seeds)",
-        )
-        ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
-    fig.tight_layout()
-    path = folder / "amf_tasks_asked.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return paths + [path]

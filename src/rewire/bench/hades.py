@@ -9,16 +9,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from rewire.envs.control import make_control
 from rewire.hades.core import (
     HadesConfig,
-    dataset_figure,
     default_config,
     evaluate_policies,
     policy_for,
 )
 from rewire.hades.run import EVAL_INITS, build_hades, build_neuroevolution, save_dataset
-from rewire.report import plot_curves
 from rewire.runs import versions
 
 NE_SIGMA = 0.03  # the reference's neuroevolution sigma on weights (method note, section 8)
@@ -123,30 +120,3 @@ def run_hades_benchmark(
         "obs_mean": hades.obs_mean,
         "obs_std": hades.obs_std,
     }
-
-
-def plot_hades(result: dict, out_dir: Path) -> list[Path]:
-    """Training curves (population mean fitness against env steps) and a picture of the dataset."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    env = result["env"]
-    hist = result["history"]
-    steps = np.arange(1, len(hist["hades"]["score_mean"]) + 1) * result["env_steps_per_generation"]
-    curves = {
-        f"HaDES-{result['variant']} ({result['size']} pairs)": np.asarray(hist["hades"]["score_mean"]),
-        "neuroevolution (weights)": np.asarray(hist["neuroevolution"]["score_mean"]),
-    }
-    name = env.replace("/", "_")
-    paths = [
-        plot_curves(
-            out_dir / f"hades_{name}_fitness.png",
-            steps,
-            curves,
-            "environment steps",
-            "population mean return",
-            f"{env}: ES fitness at equal environment steps",
-        )
-    ]
-    task = make_control(env)
-    dataset = {k: np.asarray(v) for k, v in result["dataset"].items()}
-    paths.append(dataset_figure(dataset, task, out_dir / f"hades_{name}_dataset.png"))
-    return paths

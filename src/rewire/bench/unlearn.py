@@ -15,14 +15,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rewire.progress import progress_bar
-from rewire.report import COLORS, plot_curves, plt
 from rewire.runs import versions
 from rewire.unlearn.learner import LearnerState, StableUCBVI
 from rewire.unlearn.mdp import optimal_values
@@ -203,54 +201,3 @@ def run_unlearn_benchmark(
         },
         "wall_s": time.perf_counter() - start,
     }
-
-
-def plot_unlearn(result: dict, folder: Path) -> list[Path]:
-    """Deletion cost against ρ√(ln T) (uniform user and oldest user), and cumulative regret curves."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = result["rows"]
-    fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=110)
-    for color, rho in zip(COLORS, sorted({r["rho"] for r in rows}), strict=False):
-        mine = sorted((r for r in rows if r["rho"] == rho), key=lambda r: r["episodes"])
-        t = [r["episodes"] for r in mine]
-        ax.plot(
-            t, [r["recompute_fraction"] for r in mine], "o-", color=color, label=f"rho {rho}: uniform user"
-        )
-        ax.plot(t, [r["oldest_fraction"] for r in mine], "s:", color=color, lw=1, label=f"rho {rho}: oldest")
-        ax.plot(t, [r["rho_sqrt_ln_t"] for r in mine], "--", color=color, lw=0.8, alpha=0.7)
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="episodes T",
-        ylabel="fraction of episodes replayed",
-        title="deletion cost (dashed: rho * sqrt(ln T))",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=6, ncol=2)
-    fig.tight_layout()
-    paths = [folder / "unlearn_cost.png"]
-    fig.savefig(paths[0])
-    plt.close(fig)
-    for bonus in BONUSES:
-        curves = {
-            f"rho {c['rho']}": c["cumulative_regret_per_seed"]
-            for c in result["regret"]["stable"]
-            if c["bonus"] == bonus
-        }
-        ucb = [c for c in result["regret"]["ucbvi"] if c["bonus"] == bonus]
-        if not curves and not ucb:
-            continue
-        for c in ucb:
-            curves["UCBVI (non-private)"] = c["cumulative_regret_per_seed"]
-        x = next(c["episodes"] for c in result["regret"]["stable"] + ucb if c["bonus"] == bonus)
-        paths.append(
-            plot_curves(
-                folder / f"unlearn_regret_{bonus}.png",
-                np.asarray(x),
-                curves,
-                "episodes",
-                "cumulative regret",
-                f"stable UCBVI vs UCBVI, {bonus} bonus",
-            )
-        )
-    return paths

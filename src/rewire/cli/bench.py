@@ -54,7 +54,8 @@ def hades(
     out: Path = typer.Option(None, help="Keep checkpoints and dataset.npz in this folder."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from rewire.bench.hades import plot_hades, run_hades_benchmark
+    from rewire.bench.hades import run_hades_benchmark
+    from rewire.report import plot_hades
 
     result = run_hades_benchmark(env, size, variant, generations, popsize, seed, quiet, out)
     if json_out is not None:
@@ -88,8 +89,8 @@ def amf(
     out: Path = typer.Option(None, help="Keep per-round checkpoints in this folder."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from rewire.bench.amf import plot_amf, run_amf_benchmark
-    from rewire.report import reached
+    from rewire.bench.amf import run_amf_benchmark
+    from rewire.report import plot_amf, reached
 
     result = run_amf_benchmark(env, tasks, seeds, seed, budget, batch, proxies, tuple(model), quiet, out)
     if json_out is not None:
@@ -122,7 +123,8 @@ def unlearn(
     plots: Path = typer.Option(None, help="Also write PNG plots into this folder."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    from rewire.bench.unlearn import plot_unlearn, run_unlearn_benchmark
+    from rewire.bench.unlearn import run_unlearn_benchmark
+    from rewire.report import plot_unlearn
 
     try:
         rho_list = tuple(float(r) for r in rhos.split(","))
