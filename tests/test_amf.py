@@ -109,8 +109,8 @@ def test_criterion_does_not_depend_on_action_labels(model):
     pre, data = amf.pretraining_data(state), amf.collected_data(state)
     z = amf.rollout_proxies(amf.policy(state))[0]
     relabel = lambda d: d._replace(actions=jax.random.normal(jax.random.key(9), d.actions.shape))  # noqa: E731
-    cov = amf.model.cov(state["model"], amf.model.posterior(state["model"], pre, data), z)
-    cov2 = amf.model.cov(state["model"], amf.model.posterior(state["model"], relabel(pre), relabel(data)), z)
+    cov = amf.model.cov(state.model, amf.model.posterior(state.model, pre, data), z)
+    cov2 = amf.model.cov(state.model, amf.model.posterior(state.model, relabel(pre), relabel(data)), z)
     np.testing.assert_array_equal(cov, cov2)
     cand = jnp.arange(z.shape[0]).reshape(amf.env.num_tasks, -1)
     w = jnp.full(z.shape[0], 1.0 / z.shape[0])
@@ -167,7 +167,7 @@ def test_nn_adaptive_prior_keeps_tasks_without_data_at_the_pretrained_policy():
     before = amf.policy(state)
     state, metrics = amf.round(state)
     asked = set(np.asarray(metrics["tasks"]).tolist())
-    gates = jax.nn.sigmoid(state["model"]["gate"])
+    gates = jax.nn.sigmoid(state.model.gate)
     unasked = [t for t in range(8) if t not in asked]
     assert float(gates[jnp.asarray(unasked)].max()) < 0.02  # pushed down from sigmoid(-4) = 0.018
     after = amf.policy(state)
@@ -175,9 +175,9 @@ def test_nn_adaptive_prior_keeps_tasks_without_data_at_the_pretrained_policy():
     for t in unasked:
         delta = after(s, jnp.asarray(t)) - before(s, jnp.asarray(t))
         assert float(jnp.abs(delta).max()) < 0.02 * amf.env.max_step
-    model = state["model"] | {"gate": jnp.full(8, -jnp.inf)}
+    model = state.model.replace(gate=jnp.full(8, -jnp.inf))
     pinned = amf.model.policy(model, None)(s, jnp.asarray(unasked[0]))
-    base = amf.model._apply(model["theta0"], amf.env.inputs(s, jnp.asarray(unasked[0])))[0]
+    base = amf.model._apply(model.theta0, amf.env.inputs(s, jnp.asarray(unasked[0])))[0]
     np.testing.assert_allclose(pinned, clip_norm(base, amf.env.max_step), rtol=1e-6, atol=1e-9)
 
 
@@ -202,7 +202,7 @@ def test_bad_inputs_raise():
 def test_non_finite_kernel_raises_and_leaves_the_state():
     amf_run = AMFRun(small_config(), ["mismatch"], [0], ["amf"])
     amf_run.init()
-    amf_run.state["pre_states"] = amf_run.state["pre_states"].at[:, 0].set(jnp.nan)
+    amf_run.state = amf_run.state.replace(pre_states=amf_run.state.pre_states.at[:, 0].set(jnp.nan))
     before = jax.tree.map(np.asarray, amf_run.state)
     with pytest.raises(NonFiniteKernel, match="not finite"):
         amf_run.step()
@@ -234,7 +234,7 @@ def test_importance_weighted_proxies_are_normalised_and_selection_runs():
     assert bool(jnp.all(jnp.isfinite(z))) and float(weights.sum()) == pytest.approx(1.0, abs=1e-9)
     assert cand.shape[0] == amf.env.num_tasks
     state, metrics = amf.round(state)
-    assert bool(metrics["finite"]) and int(state["count"]) == 2
+    assert bool(metrics["finite"]) and int(state.count) == 2
 
 
 def test_a_task_family_of_ones_own(tmp_path):

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from rewire.amf.gaussian import greedy_batch
-from rewire.amf.models import Data, GPModel, GPSettings, NNModel, NNSettings
+from rewire.amf.models import Data, GPModel, GPModelState, GPSettings, NNModel, NNModelState, NNSettings
 from rewire.envs.multitask import MultiTaskEnv, TaskFamily, TaskPolicy, make_multitask
 
 Family = MultiTaskEnv | TaskFamily
@@ -75,6 +76,27 @@ class AMFConfig:
             raise ValueError("need proxy_stride >= 1, 1 <= is_top_k <= tasks and is_action_std > 0")
 
 
+@struct.dataclass
+class AMFState:
+    """One run's state. key: the seed's key data (every draw derives from it); round; selector: its index
+    in `SELECTORS`; order: the uniform selector's fixed task order; pre_*: the pretraining demonstrations
+    (states (N, H, S), actions (N, H, A), tasks); states, actions, tasks: the demonstrations collected so
+    far, in `budget` preallocated slots of which `count` are filled; model: the policy model's state."""
+
+    key: jax.Array
+    round: jax.Array
+    selector: jax.Array
+    order: jax.Array
+    pre_states: jax.Array
+    pre_actions: jax.Array
+    pre_tasks: jax.Array
+    states: jax.Array
+    actions: jax.Array
+    tasks: jax.Array
+    count: jax.Array
+    model: GPModelState | NNModelState
+
+
 def selector_id(name: str) -> int:
     if name not in SELECTORS:
         raise ValueError(f"unknown selector {name!r}; choose one of {list(SELECTORS)}")
@@ -123,38 +145,40 @@ class AMF:
             jnp.repeat(valid, h),
         )
 
-    def pretraining_data(self, state: dict) -> Data:
-        tasks = state["pre_tasks"]
-        return self._flat(state["pre_states"], state["pre_actions"], tasks, jnp.ones(tasks.shape, bool))
+    def pretraining_data(self, state: AMFState) -> Data:
+        tasks = state.pre_tasks
+        return self._flat(state.pre_states, state.pre_actions, tasks, jnp.ones(tasks.shape, bool))
 
-    def _collected_valid(self, state: dict) -> jax.Array:
-        return jnp.arange(self.config.budget) < state["count"]
+    def _collected_valid(self, state: AMFState) -> jax.Array:
+        return jnp.arange(self.config.budget) < state.count
 
-    def collected_data(self, state: dict) -> Data:
-        return self._flat(state["states"], state["actions"], state["tasks"], self._collected_valid(state))
+    def collected_data(self, state: AMFState) -> Data:
+        return self._flat(state.states, state.actions, state.tasks, self._collected_valid(state))
 
     # -- init -------------------------------------------------------------------------------------------
-    def init(self, key_data: jax.Array, pre_tasks: jax.Array, params: jax.Array) -> dict:
+    def init(self, key_data: jax.Array, pre_tasks: jax.Array, params: jax.Array) -> AMFState:
         """Pretraining demos of `pre_tasks` from the expert, the pretrained model, an empty demo store."""
         keys, env, n = self._keys(key_data), self.env, self.config.budget
         pre_states, pre_actions = jax.vmap(env.demonstrate)(
             pre_tasks, jax.random.split(keys["pretrain_demos"], pre_tasks.shape[0])
         )
-        state = {
-            "key": key_data,
-            "round": jnp.zeros((), jnp.int32),
-            "selector": jnp.zeros((), jnp.int32),
-            "order": jax.random.permutation(keys["order"], self.targets),
-            "pre_states": pre_states,
-            "pre_actions": pre_actions,
-            "pre_tasks": pre_tasks.astype(jnp.int32),
-            "states": jnp.zeros((n, env.horizon, env.state_dim), pre_states.dtype),
-            "actions": jnp.zeros((n, env.horizon, env.action_dim), pre_states.dtype),
-            "tasks": jnp.zeros(n, jnp.int32),
-            "count": jnp.zeros((), jnp.int32),
-        }
-        state["model"] = self.model.pretrain(keys["pretrain"], self.pretraining_data(state), params)
-        return state
+        state = AMFState(
+            key=key_data,
+            round=jnp.zeros((), jnp.int32),
+            selector=jnp.zeros((), jnp.int32),
+            order=jax.random.permutation(keys["order"], self.targets),
+            pre_states=pre_states,
+            pre_actions=pre_actions,
+            pre_tasks=pre_tasks.astype(jnp.int32),
+            states=jnp.zeros((n, env.horizon, env.state_dim), pre_states.dtype),
+            actions=jnp.zeros((n, env.horizon, env.action_dim), pre_states.dtype),
+            tasks=jnp.zeros(n, jnp.int32),
+            count=jnp.zeros((), jnp.int32),
+            model=None,
+        )
+        return state.replace(
+            model=self.model.pretrain(keys["pretrain"], self.pretraining_data(state), params)
+        )
 
     # -- proxies of the expert's state distribution per task --------------------------------------------
     def rollout_proxies(self, policy: TaskPolicy) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -199,37 +223,37 @@ class AMF:
         cand_idx = jnp.arange(c)[:, None] * k * m + jnp.arange(m)[None]
         return z, weights, cand_idx
 
-    def proxies(self, state: dict, policy: TaskPolicy) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def proxies(self, state: AMFState, policy: TaskPolicy) -> tuple[jax.Array, jax.Array, jax.Array]:
         if self.config.proxies == "rollout":
             return self.rollout_proxies(policy)
-        valid = jnp.concatenate([jnp.ones(state["pre_tasks"].shape, bool), self._collected_valid(state)])
+        valid = jnp.concatenate([jnp.ones(state.pre_tasks.shape, bool), self._collected_valid(state)])
         return self.importance_proxies(
             policy,
-            jnp.concatenate([state["pre_states"], state["states"]]),
-            jnp.concatenate([state["pre_actions"], state["actions"]]),
-            jnp.concatenate([state["pre_tasks"], state["tasks"]]),
+            jnp.concatenate([state.pre_states, state.states]),
+            jnp.concatenate([state.pre_actions, state.actions]),
+            jnp.concatenate([state.pre_tasks, state.tasks]),
             valid,
         )
 
     # -- one round --------------------------------------------------------------------------------------
-    def policy(self, state: dict) -> TaskPolicy:
-        post = self.model.posterior(state["model"], self.pretraining_data(state), self.collected_data(state))
-        return self.model.policy(state["model"], post)
+    def policy(self, state: AMFState) -> TaskPolicy:
+        post = self.model.posterior(state.model, self.pretraining_data(state), self.collected_data(state))
+        return self.model.policy(state.model, post)
 
-    def evaluate(self, state: dict) -> jax.Array:
+    def evaluate(self, state: AMFState) -> jax.Array:
         """Success of the current policy in every task (noise-free rollouts): (C,) of 0/1."""
         return self.env.success_per_task(self.policy(state))
 
-    def select(self, state: dict, key: jax.Array) -> dict:
+    def select(self, state: AMFState, key: jax.Array) -> dict:
         """This round's batch for every selector, AMF's scores and whether the covariance was finite."""
         cfg = self.config
         pre, data = self.pretraining_data(state), self.collected_data(state)
-        post = self.model.posterior(state["model"], pre, data)
-        z, weights, cand_idx = self.proxies(state, self.model.policy(state["model"], post))
-        cov = self.model.cov(state["model"], post, z)
+        post = self.model.posterior(state.model, pre, data)
+        z, weights, cand_idx = self.proxies(state, self.model.policy(state.model, post))
+        cov = self.model.cov(state.model, post, z)
         amf, scores = greedy_batch(cov, cand_idx, weights, self.model.noise, cfg.batch)
         n = len(self.targets)
-        uniform = state["order"][(state["round"] * cfg.batch + jnp.arange(cfg.batch)) % n]
+        uniform = state.order[(state.round * cfg.batch + jnp.arange(cfg.batch)) % n]
         random = self.targets[jax.random.randint(key, (cfg.batch,), 0, n)]
         return {
             "amf": amf.astype(jnp.int32),
@@ -239,22 +263,22 @@ class AMF:
             "finite": jnp.all(jnp.isfinite(cov)),
         }
 
-    def round(self, state: dict) -> tuple[dict, dict]:
+    def round(self, state: AMFState) -> tuple[AMFState, dict]:
         """Select a batch of tasks, get one expert demonstration of each, refit, evaluate."""
         cfg = self.config
-        key = jax.random.fold_in(self._keys(state["key"])["rounds"], state["round"])
+        key = jax.random.fold_in(self._keys(state.key)["rounds"], state.round)
         k_select, k_demo, k_fit = jax.random.split(key, 3)
         choice = self.select(state, k_select)
-        tasks = jnp.stack([choice[name] for name in SELECTORS])[state["selector"]]
+        tasks = jnp.stack([choice[name] for name in SELECTORS])[state.selector]
         states, actions = jax.vmap(self.env.demonstrate)(tasks, jax.random.split(k_demo, cfg.batch))
-        at = state["count"]
-        state = state | {
-            "states": jax.lax.dynamic_update_slice_in_dim(state["states"], states, at, 0),
-            "actions": jax.lax.dynamic_update_slice_in_dim(state["actions"], actions, at, 0),
-            "tasks": jax.lax.dynamic_update_slice_in_dim(state["tasks"], tasks, at, 0),
-            "count": at + cfg.batch,
-            "round": state["round"] + 1,
-        }
-        state["model"] = self.model.fit(state["model"], self.collected_data(state), k_fit)
+        at = state.count
+        state = state.replace(
+            states=jax.lax.dynamic_update_slice_in_dim(state.states, states, at, 0),
+            actions=jax.lax.dynamic_update_slice_in_dim(state.actions, actions, at, 0),
+            tasks=jax.lax.dynamic_update_slice_in_dim(state.tasks, tasks, at, 0),
+            count=at + cfg.batch,
+            round=state.round + 1,
+        )
+        state = state.replace(model=self.model.fit(state.model, self.collected_data(state), k_fit))
         metrics = {"tasks": tasks, "scores": choice["scores"], "finite": choice["finite"]}
         return state, metrics | {"success": self.evaluate(state)}

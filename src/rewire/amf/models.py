@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
 from rewire.amf.gaussian import data_cholesky, posterior_cov, rbf, solve_weights
 from rewire.envs.multitask import FamilyMethods, TaskPolicy, clip_norm
@@ -68,6 +69,24 @@ class NNSettings:
     kernel_noise: float = 0.01  # sigma^2 of the last-layer model, features scaled to mean squared norm 1
 
 
+@struct.dataclass
+class GPModelState:
+    """A GP has nothing to learn beyond conditioning on the demonstrations (see `GPModel.posterior`)."""
+
+
+@struct.dataclass
+class NNModelState:
+    """theta0: the pretrained network; theta and gate: the fine-tuned network and per-task gates (the
+    adaptive prior mixes the two); prior_cov and feature_scale: the Bayesian last layer's pretraining
+    covariance and the features' scale."""
+
+    theta0: Any
+    theta: Any
+    gate: jax.Array
+    prior_cov: jax.Array
+    feature_scale: jax.Array
+
+
 class GPModel:
     def __init__(self, env: FamilyMethods, settings: GPSettings, noise: float):
         if min(settings.lengthscale_state, settings.lengthscale_goal, settings.variance) <= 0:
@@ -83,20 +102,20 @@ class GPModel:
     def init_params(self, keys: jax.Array) -> jax.Array:
         return jnp.zeros(keys.shape[0])  # a GP has no parameters to initialise
 
-    def pretrain(self, key: jax.Array, pre: Data, params: Any) -> dict:
-        return {}  # "pretraining" a GP is conditioning on the pretraining demonstrations (see posterior)
+    def pretrain(self, key: jax.Array, pre: Data, params: Any) -> GPModelState:
+        return GPModelState()  # "pretraining" a GP is conditioning on the pretraining demos (see posterior)
 
-    def fit(self, model: dict, data: Data, key: jax.Array) -> dict:
+    def fit(self, model: GPModelState, data: Data, key: jax.Array) -> GPModelState:
         return model
 
-    def posterior(self, model: dict, pre: Data, data: Data) -> Posterior:
+    def posterior(self, model: GPModelState, pre: Data, data: Data) -> Posterior:
         x = jnp.concatenate([pre.inputs, data.inputs])
         y = jnp.concatenate([pre.actions, data.actions])
         mask = jnp.concatenate([pre.mask, data.mask])
         chol = data_cholesky(self.kernel(x, x), mask, self.noise)
         return Posterior(x, mask, chol, solve_weights(chol, y, mask))
 
-    def policy(self, model: dict, post: Posterior) -> TaskPolicy:
+    def policy(self, model: GPModelState, post: Posterior) -> TaskPolicy:
         def act(state, task):
             x = self.env.inputs(state, task)[None]
             k = self.kernel(post.inputs, x) * post.mask[:, None]
@@ -104,7 +123,7 @@ class GPModel:
 
         return act
 
-    def cov(self, model: dict, post: Posterior, z: jax.Array) -> jax.Array:
+    def cov(self, model: GPModelState, post: Posterior, z: jax.Array) -> jax.Array:
         return posterior_cov(self.kernel(z, z), self.kernel(post.inputs, z), post.chol, post.mask)
 
 
@@ -143,14 +162,14 @@ class NNModel:
         h = self._apply(params, x)[1]
         return jnp.concatenate([h, jnp.ones_like(h[..., :1])], -1)
 
-    def _features(self, model: dict, x: jax.Array) -> jax.Array:
-        return self._last_layer_inputs(model["theta0"], x) / model["feature_scale"]
+    def _features(self, model: NNModelState, x: jax.Array) -> jax.Array:
+        return self._last_layer_inputs(model.theta0, x) / model.feature_scale
 
     def _bc_loss(self, out: jax.Array, actions: jax.Array) -> jax.Array:
         """Squared error in units of the largest action step, summed over action dims, mean over rows."""
         return jnp.mean(jnp.sum(((out - actions) / self.env.max_step) ** 2, -1))
 
-    def pretrain(self, key: jax.Array, pre: Data, params: Any) -> dict:
+    def pretrain(self, key: jax.Array, pre: Data, params: Any) -> NNModelState:
         """BC of theta_0 on the pretraining demos, then the last layer's pretraining precision."""
 
         def loss(p, idx):
@@ -162,20 +181,22 @@ class NNModel:
         feature_scale = jnp.sqrt(jnp.mean(jnp.sum(phi**2, -1)))
         phi = phi / feature_scale
         precision = jnp.eye(phi.shape[1], dtype=phi.dtype) + phi.T @ phi / self.settings.kernel_noise
-        return {
-            "theta0": theta0,
-            "theta": theta0,
-            "gate": jnp.full(self.env.num_tasks, self.settings.gate_init, pre.inputs.dtype),
-            "prior_cov": jnp.linalg.inv(precision),
-            "feature_scale": feature_scale,
-        }
+        return NNModelState(
+            theta0=theta0,
+            theta=theta0,
+            gate=jnp.full(self.env.num_tasks, self.settings.gate_init, pre.inputs.dtype),
+            prior_cov=jnp.linalg.inv(precision),
+            feature_scale=feature_scale,
+        )
 
-    def _mixture(self, model: dict, tuned: dict, x: jax.Array, task: jax.Array) -> jax.Array:
+    def _mixture(self, model: NNModelState, tuned: dict, x: jax.Array, task: jax.Array) -> jax.Array:
+        """The adaptive prior: (1 - sigmoid(gate)) theta_0's output + sigmoid(gate) the tuned one's;
+        `tuned` holds the tuned "theta" and "gate" (the model's own, or those being fitted)."""
         alpha = jax.nn.sigmoid(tuned["gate"][task])[..., None]
-        base = jax.lax.stop_gradient(self._apply(model["theta0"], x)[0])
+        base = jax.lax.stop_gradient(self._apply(model.theta0, x)[0])
         return (1 - alpha) * base + alpha * self._apply(tuned["theta"], x)[0]
 
-    def fit(self, model: dict, data: Data, key: jax.Array) -> dict:
+    def fit(self, model: NNModelState, data: Data, key: jax.Array) -> NNModelState:
         """Behaviour cloning from theta_0 (not from the last round's weights: deterministic, no order effects)
         on the collected demos, with the adaptive prior; the gates learn faster than the network."""
         s = self.settings
@@ -186,30 +207,32 @@ class NNModel:
                 jax.nn.sigmoid(tuned["gate"])
             )
 
-        tuned = {"theta": model["theta0"], "gate": jnp.full_like(model["gate"], s.gate_init)}
+        tuned = {"theta": model.theta0, "gate": jnp.full_like(model.gate, s.gate_init)}
         tx = optax.multi_transform(
             {"theta": optax.adam(s.lr), "gate": optax.adam(s.gate_lr)}, {"theta": "theta", "gate": "gate"}
         )
         tuned = self._train(tuned, tx, loss, key, jnp.sum(data.mask), s.finetune_steps)
-        return model | tuned
+        return model.replace(**tuned)
 
-    def _kernel(self, model: dict, x: jax.Array, y: jax.Array) -> jax.Array:
-        return self._features(model, x) @ model["prior_cov"] @ self._features(model, y).T
+    def _kernel(self, model: NNModelState, x: jax.Array, y: jax.Array) -> jax.Array:
+        return self._features(model, x) @ model.prior_cov @ self._features(model, y).T
 
-    def posterior(self, model: dict, pre: Data, data: Data) -> Posterior:
+    def posterior(self, model: NNModelState, pre: Data, data: Data) -> Posterior:
         """Conditioned on the collected demos only: the pretraining ones are already in Lambda_0."""
         k = self._kernel(model, data.inputs, data.inputs)
         chol = data_cholesky(k, data.mask, self.settings.kernel_noise)
         return Posterior(data.inputs, data.mask, chol, jnp.zeros(()))
 
-    def policy(self, model: dict, post: Posterior) -> TaskPolicy:
+    def policy(self, model: NNModelState, post: Posterior) -> TaskPolicy:
+        tuned = {"theta": model.theta, "gate": model.gate}
+
         def act(state, task):
-            out = self._mixture(model, model, self.env.inputs(state, task), task)
+            out = self._mixture(model, tuned, self.env.inputs(state, task), task)
             return clip_norm(out, self.env.max_step)
 
         return act
 
-    def cov(self, model: dict, post: Posterior, z: jax.Array) -> jax.Array:
+    def cov(self, model: NNModelState, post: Posterior, z: jax.Array) -> jax.Array:
         return posterior_cov(
             self._kernel(model, z, z), self._kernel(model, post.inputs, z), post.chol, post.mask
         )

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewire import store
-from rewire.amf.core import AMF, AMFConfig, selector_id
+from rewire.amf.core import AMF, AMFConfig, AMFState, selector_id
 from rewire.envs.multitask import TaskFamily, pretraining_demo_tasks
 from rewire.loop import Loop
 from rewire.result import Result
@@ -69,7 +69,7 @@ class AMFRun:
             pairs = [(t, s) for t in settings for s in seeds]
             self._key_data = jnp.stack([jax.random.key_data(jax.random.key(s)) for _, s in pairs])
             self._pre = jnp.stack([jnp.asarray(self.pretrain_tasks(t)) for t, _ in pairs])
-        self.state: dict | None = None
+        self.state: AMFState | None = None
         self.history: dict[str, list] = {name: [] for name in HISTORY}
 
     def pretrain_tasks(self, setting: str) -> np.ndarray:
@@ -78,12 +78,11 @@ class AMFRun:
             return np.asarray(self._given)
         return pretraining_demo_tasks(self.amf.env, setting)
 
-    def _initial_state(self) -> dict:
+    def _initial_state(self) -> AMFState:
         params = self.amf.model.init_params(self.amf.param_keys(self._key_data))
         state = jax.jit(jax.vmap(self.amf.init))(self._key_data, self._pre, params)
         state = jax.tree.map(lambda x: jnp.repeat(x, len(self.selectors), axis=0), state)
-        state["selector"] = jnp.tile(jnp.asarray(self._ids, jnp.int32), len(self._pre))
-        return state
+        return state.replace(selector=jnp.tile(jnp.asarray(self._ids, jnp.int32), len(self._pre)))
 
     def init(self) -> None:
         """Pretrain every run and evaluate it (round 0)."""

@@ -7,6 +7,10 @@ from pathlib import Path
 import typer
 
 from rewire.cli.common import (
+    CHECKPOINT_EVERY,
+    OUT,
+    QUIET,
+    RESUME,
     TENSORBOARD,
     command_group,
     console,
@@ -33,10 +37,10 @@ def run(
     proxies: str = typer.Option("rollout", help="Expert-state proxies: rollout or is (importance weights)."),
     targets: str = typer.Option(None, help="Target task ids, e.g. '0,1,2' (default: every task)."),
     seed: int = typer.Option(0, help="Drives the expert's noise, pretraining, the order and the NN."),
-    out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
-    resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
-    checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every round)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    out: Path = OUT,
+    resume: Path = RESUME,
+    checkpoint_every: float = CHECKPOINT_EVERY,
+    quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
 ) -> None:
     from rewire.amf.core import AMFConfig

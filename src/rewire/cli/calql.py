@@ -9,6 +9,10 @@ import typer
 from rewire.calql import cql
 from rewire.calql.trainer import FinetuneConfig
 from rewire.cli.common import (
+    CHECKPOINT_EVERY,
+    OUT,
+    QUIET,
+    RESUME,
     TENSORBOARD,
     command_group,
     console,
@@ -52,10 +56,10 @@ def train(
     offline_eval_every: int = typer.Option(
         1_000, min=1, help="Offline updates between evaluations (the offline curve's resolution)."
     ),
-    out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
-    resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
-    checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    out: Path = OUT,
+    resume: Path = RESUME,
+    checkpoint_every: float = CHECKPOINT_EVERY,
+    quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
 ) -> None:
     from rewire.calql.run import fit

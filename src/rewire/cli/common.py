@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -40,6 +41,11 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 RESUME_FLAGS = ("resume", "quiet", "checkpoint_every", "tensorboard")
 
 
+# The options every training command shares (the run directory, resume, checkpoints, progress, events)
+OUT = typer.Option(Path("runs"), help="Parent folder of the run directory.")
+RESUME = typer.Option(None, help="Resume the run directory of an interrupted run.")
+CHECKPOINT_EVERY = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step).")
+QUIET = typer.Option(False, "--quiet", help="No progress bar.")
 TENSORBOARD = typer.Option(
     False, "--tensorboard", help="Also write the metrics as TensorBoard events in the run's tensorboard/."
 )

@@ -7,6 +7,10 @@ from pathlib import Path
 import typer
 
 from rewire.cli.common import (
+    CHECKPOINT_EVERY,
+    OUT,
+    QUIET,
+    RESUME,
     TENSORBOARD,
     command_group,
     console,
@@ -48,10 +52,10 @@ def train_cmd(
     ),
     steps: int = typer.Option(50_000, min=500, help="Environment steps."),
     seed: int = typer.Option(0, help="Data split, pretraining and the agent."),
-    out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
-    resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
-    checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    out: Path = OUT,
+    resume: Path = RESUME,
+    checkpoint_every: float = CHECKPOINT_EVERY,
+    quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
 ) -> None:
     from rewire.edit.classifier import CLASSES

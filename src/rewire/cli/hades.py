@@ -9,7 +9,17 @@ import jax
 import numpy as np
 import typer
 
-from rewire.cli.common import TENSORBOARD, command_group, console, friendly_errors, resume_overrides
+from rewire.cli.common import (
+    CHECKPOINT_EVERY,
+    OUT,
+    QUIET,
+    RESUME,
+    TENSORBOARD,
+    command_group,
+    console,
+    friendly_errors,
+    resume_overrides,
+)
 from rewire.runs import fresh_run_path, write_json
 
 app = command_group()
@@ -34,10 +44,10 @@ def distill(
     labels: str = typer.Option("fixed", help="Discrete actions: fixed round-robin labels or learned logits."),
     evolve_lr: bool = typer.Option(False, "--evolve-lr", help="Also evolve the inner learning rate."),
     seed: int = typer.Option(0, help="Drives ES noise, inits, rollouts and normalisation."),
-    out: Path = typer.Option(Path("runs"), help="Parent folder of the run directory."),
-    resume: Path = typer.Option(None, help="Resume the run directory of an interrupted run."),
-    checkpoint_every: float = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    out: Path = OUT,
+    resume: Path = RESUME,
+    checkpoint_every: float = CHECKPOINT_EVERY,
+    quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
 ) -> None:
     from rewire.hades.core import default_config

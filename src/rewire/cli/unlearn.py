@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import TENSORBOARD, command_group, console, friendly_errors, resume_overrides
+from rewire.cli.common import QUIET, TENSORBOARD, command_group, console, friendly_errors, resume_overrides
 from rewire.runs import create_run_dir, write_json
 
 app = command_group()
@@ -42,7 +42,7 @@ def simulate(
     out: Path = typer.Option(Path("runs"), help="Parent folder of the state directory."),
     resume: Path = typer.Option(None, help="Continue the state directory of an interrupted run."),
     checkpoint_every: float = typer.Option(0.0, min=0, help="Seconds between checkpoints (0: every 1/20)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
 ) -> None:
     from rewire.unlearn.mdp import read_mdp
