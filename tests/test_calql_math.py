@@ -84,7 +84,7 @@ def test_without_importance_sampling_the_data_action_enters():
 
 
 def test_mc_return_success_episode():
-    # rewards [-5, -5, 5], terminal at the end, gamma 0.9 (method note, 5(a))
+    # rewards [-5, -5, 5], terminal at the end, gamma 0.9, by hand
     g = mc_returns(np.array([-5.0, -5.0, 5.0]), np.array([0, 0, 1]), 0.9, sparse=True, failure_reward=-5.0)
     np.testing.assert_allclose(g, [-5.45, -0.5, 5.0], rtol=1e-6)
 

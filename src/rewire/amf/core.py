@@ -200,9 +200,10 @@ class AMF:
         pool_tasks: jax.Array,
         pool_valid: jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Past demonstrations re-weighted to each task c (the note's section 2.3): log w_i(c) =
-        sum_t [log pi(a_t | s_t, c) - log pi(a_t | s_t, c_i)] / H, self-normalised over the top k. Targets of
-        c are the top-k demos' states paired with c; c's candidate inputs are its top-1 demo's states."""
+        """Past demonstrations re-weighted to each task c (README, "Where rewire departs from the papers"):
+        log w_i(c) = sum_t [log pi(a_t | s_t, c) - log pi(a_t | s_t, c_i)] / H, self-normalised over the top
+        k. Targets of c are the top-k demos' states paired with c; c's candidate inputs are its top-1 demo's
+        states."""
         env, cfg, c = self.env, self.config, self.env.num_tasks
         n = pool_tasks.shape[0]
 

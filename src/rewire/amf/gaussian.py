@@ -35,7 +35,7 @@ def solve_weights(chol: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def posterior_cov(k_zz: jax.Array, k_dz: jax.Array, chol: jax.Array, mask: jax.Array) -> jax.Array:
-    """Sigma_D(Z, Z) = K_ZZ - K_ZD (K_DD + sigma^2 I)^-1 K_DZ (the method note's section 2.2)."""
+    """Sigma_D(Z, Z) = K_ZZ - K_ZD (K_DD + sigma^2 I)^-1 K_DZ, the GP posterior covariance."""
     v = jax.scipy.linalg.solve_triangular(chol, k_dz * mask.astype(k_dz.dtype)[:, None], lower=True)
     return k_zz - v.T @ v
 
@@ -56,7 +56,7 @@ def predictive_gain(var_before: jax.Array, var_after: jax.Array, noise: float) -
 
 
 def candidate_gains(cov: jax.Array, cand_idx: jax.Array, weights: jax.Array, noise: float) -> jax.Array:
-    """AMF score of every candidate task (the note's eq. AMF, mean-marginal form):
+    """AMF score of every candidate task (Bagatella et al., the AMF criterion in its mean-marginal form):
     score(c') = sum_x w_x I(y_x; y_{X'(c')} | D), with X'(c') = Z[cand_idx[c']] and targets weighted by w.
 
     cov: (Z, Z) posterior covariance; cand_idx: (C, m) indices into Z; weights: (Z,). Returns (C,)."""

@@ -46,7 +46,7 @@ class Posterior(NamedTuple):
 
 @dataclass(frozen=True)
 class GPSettings:
-    """Product RBF kernel over (state, goal): the method note's proposal for the 2-D integrator."""
+    """Product RBF kernel over (state, goal), with separate lengthscales for the two."""
 
     lengthscale_state: float = 0.4
     lengthscale_goal: float = 0.5

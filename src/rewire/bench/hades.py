@@ -18,7 +18,7 @@ from rewire.hades.core import (
 from rewire.hades.run import EVAL_INITS, build_hades, build_neuroevolution, save_dataset
 from rewire.runs import versions
 
-NE_SIGMA = 0.03  # the reference's neuroevolution sigma on weights (method note, section 8)
+NE_SIGMA = 0.03  # the reference implementation's neuroevolution sigma on weights (Lupu et al. 2024)
 
 
 def generalisation_archs(learner) -> dict[str, str]:

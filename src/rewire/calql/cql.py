@@ -2,7 +2,7 @@
 
 One parameter pytree {actor, critic, log_alpha, log_alpha_prime} and one gradient of the summed losses;
 stop-gradients on the cross terms give every block the gradient of its own loss only, as in the reference
-implementation (method note, sections 2.2 and 2.6). `calibrate` lives in the agent state as a traced
+implementation of Nakamoto et al. (2023). `calibrate` lives in the agent state as a traced
 boolean, so CQL and Cal-QL agents (times seeds) train side by side under one vmap.
 """
 
@@ -27,7 +27,8 @@ sg = jax.lax.stop_gradient
 
 @dataclass(frozen=True)
 class CQLConfig:
-    """Hyper-parameters (defaults: the method note's small-CPU proposal; paper values in comments)."""
+    """Hyper-parameters (defaults: rewire's small-CPU settings, README "Where rewire departs from the papers";
+    paper values in comments)."""
 
     obs_dim: int = 0  # filled in from the environment
     act_dim: int = 0
@@ -161,7 +162,7 @@ def cql_logsumexp_entries(
     mc_return: jax.Array,
     calibrate: jax.Array,
 ) -> jax.Array:
-    """The 3n CQL(H) entries z of the method note's table (section 2.1), last axis = samples.
+    """The 3n CQL(H) entries z (Kumar et al. 2020, eq. 4 with importance sampling), last axis = samples.
 
     Cal-QL floors the policy-sampled Q-values at the Monte-Carlo return g *before* the importance-weight
     subtraction and inside the logsumexp; the uniform entries are never floored.

@@ -1,4 +1,5 @@
-"""Offline-to-online metrics on evaluation curves (method note, section 4.4)."""
+"""Offline-to-online metrics on evaluation curves: the dip after the switch and the regret (Nakamoto et al.
+2023, Sec. 6; README, "Cal-QL")."""
 
 from __future__ import annotations
 

@@ -8,11 +8,12 @@ import dataclasses
 from rewire.calql import cql
 from rewire.calql.trainer import FinetuneConfig
 
-# The small-CPU protocol of the method note (4.4, 4.5), sized for 2 cores. The agent settings come from a
+# The small-CPU protocol (README, "Cal-QL"), sized for 2 cores. The agent settings come from a
 # sweep on the U-maze (README, "Where rewire departs from the papers"): without importance sampling and with
 # a fixed alpha of 25, CQL's critic sits under the Monte-Carlo floor on about a third of policy samples at
-# the switch (the note's tuning gate), and faster targets and learning rates fit the small update budget;
-# two updates per online step let the actor move within the first 20% of fine-tuning, where a dip is measured.
+# the switch (the tuning gate the README describes), and faster targets and learning rates fit the small
+# update budget; two updates per online step let the actor move within the first 20% of fine-tuning, where a
+# dip is measured.
 TUNED = cql.CQLConfig(
     cql_weight=25.0, importance_sampling=False, tau=0.01, critic_lr=1e-3, actor_lr=1e-3, cql_n_actions=4
 )

@@ -313,7 +313,7 @@ class Finetuner:
         )
 
     def results(self) -> dict:
-        """Per-agent metrics and curves (method note, 4.4). On dense-reward tasks (no success to speak of)
+        """Per-agent metrics and curves (README, "Cal-QL"). On dense-reward tasks (no success to speak of)
         the rows report returns only, and the dip is measured on the return."""
         steps, success, returns = self.curves("online")
         sparse = self.spec.sparse

@@ -102,8 +102,8 @@ def mc_returns(
     gives r_min / (1 - gamma) with the data's smallest reward (`truncation_tail`), which keeps g_t below
     the true value even when rewards are negative (Pendulum), where g_T = 0 would lie above it. On sparse
     tasks an episode whose every reward equals the scaled failure reward never succeeded: every g_t is the
-    value of failing forever, failure_reward / (1 - gamma) (Cal-QL's rule, method note section 2.4).
-    """
+    value of failing forever, failure_reward / (1 - gamma) (Nakamoto et al. 2023, Appendix: the rule for
+    sparse tasks)."""
     rewards = np.asarray(rewards, np.float64)
     if sparse and np.all(rewards == failure_reward):
         return np.full(rewards.shape, failure_reward / (1.0 - gamma), np.float32)

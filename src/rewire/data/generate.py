@@ -67,7 +67,7 @@ def maze_dataset(
     random_fraction: float = 0.5,
     gain: float = 0.9,
 ) -> EpisodeDataset:
-    """AntMaze-"diverse"-like data (method note, 4.4): a share of episodes follows the layout's route, the
+    """AntMaze-"diverse"-like data (README, "Cal-QL"): a share of episodes follows the layout's route, the
     rest heads for a random waypoint; every action carries Gaussian noise."""
     env, params = make_jax(spec.env_id)
     k_mode, k_wp, k_run = jax.random.split(jax.random.PRNGKey(seed), 3)

@@ -18,12 +18,12 @@ from rewire.nets import MLP, gaussian_log_density
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """Defaults from the method note except the budget: 50k env steps (at the note's 20k, PPO missed retain
-    accuracy 0.9 on 1 of 4 class/seed pairs; at 50k all 8 world x pair runs passed), 500 transitions per
-    update (10 envs x 50 steps),
-    10 epochs of minibatches of 100, Adam 3e-4, gamma 1, GAE lambda 0.95, clip 0.2, 2x128 tanh MLPs. The
-    policy's log-std starts at -0.5 (std 0.61), not 0: with std 1 most of the 75 action components clip at
-    +-1, and 1 of 4 seeds failed to keep retain accuracy at 0.9 (all 8 runs passed at -0.5)."""
+    """Standard PPO defaults except the budget (README, "Model editing"): 50k env steps (at 20k, PPO missed
+    retain accuracy 0.9 on 1 of 4 class/seed pairs; at 50k all 8 world x pair runs passed), 500 transitions
+    per update (10 envs x 50 steps), 10 epochs of minibatches of 100, Adam 3e-4, gamma 1, GAE lambda 0.95,
+    clip 0.2, 2x128 tanh MLPs. The policy's log-std starts at -0.5 (std 0.61), not 0: with std 1 most of the
+    75 action components clip at +-1, and 1 of 4 seeds failed to keep retain accuracy at 0.9 (all 8 runs
+    passed at -0.5)."""
 
     total_steps: int = 50_000
     envs: int = 10
