@@ -16,6 +16,9 @@ import jax.numpy as jnp
 import optax
 from evosax.algorithms import SNES, Open_ES
 from evosax.core.fitness_shaping import identity_fitness_shaping_fn
+from jax.sharding import Mesh
+
+from rewire.mesh import constrain
 
 # score_fn(candidate, init, eval_key) -> (score to maximise, dict of scalar diagnostics); `init` is what
 # `init_fn(init_key)` returns (the inner learner's initial parameters), or the init key itself.
@@ -123,16 +126,18 @@ def make_generation(
     num_inits: int,
     fixed_init_key: jax.Array | None = None,
     init_fn: Callable[[jax.Array], Any] | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[Any, jax.Array], tuple[Any, dict]]:
     """One generation as a pure function `(es_state, key) -> (next es_state, metrics)`: ask, score the
     population (`make_population_score`, fresh keys each generation), tell. `metrics["score"]` is the
-    per-candidate score (mean over inits), checked for finiteness by the caller."""
+    per-candidate score (mean over inits), checked for finiteness by the caller. With `mesh`, the
+    population is split over its devices (the candidates' scoring runs where they sit; evosax's pattern)."""
     scores = make_population_score(score_fn, num_inits, fixed_init_key, init_fn)
 
     def generation(es_state, key):
         k_ask, k_score, k_tell = jax.random.split(key, 3)
         population, es_state = es.ask(k_ask, es_state, es_params)
-        score, aux = scores(population, k_score)
+        score, aux = scores(constrain(population, mesh), k_score)
         next_state, _ = es.tell(k_tell, population, -score, es_state, es_params)  # evosax minimises
         return next_state, {"score": score} | aux
 

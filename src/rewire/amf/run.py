@@ -16,6 +16,7 @@ from rewire import store
 from rewire.amf.core import AMF, AMFConfig, AMFState, selector_id
 from rewire.envs.multitask import TaskFamily, pretraining_demo_tasks
 from rewire.loop import Loop
+from rewire.mesh import Devices, batch_mesh, place
 from rewire.result import Result
 from rewire.runs import config_from_json, read_json, read_run_record, start_run_dir, write_json
 
@@ -48,9 +49,11 @@ class AMFRun:
         selectors: list[str],
         family: TaskFamily | None = None,
         pretrain_tasks: list[int] | None = None,
+        devices: Devices = None,
     ):
         """`settings` name built-in pretraining sets (`pretraining_demo_tasks`); with a `family` of your own,
-        the one setting is GIVEN and `pretrain_tasks` lists the task of each pretraining demonstration."""
+        the one setting is GIVEN and `pretrain_tasks` lists the task of each pretraining demonstration. The
+        runs are split over `devices` (`rewire.mesh`)."""
         ids = [selector_id(name) for name in selectors]
         if not (settings and seeds and selectors):
             raise ValueError("need at least one setting, seed and selector")
@@ -62,6 +65,7 @@ class AMFRun:
         config = self.amf.config
         self.config, self.settings, self.seeds, self.selectors = config, settings, seeds, selectors
         self.labels = [(t, s, m) for t in settings for s in seeds for m in selectors]
+        self.mesh = batch_mesh(devices, len(self.labels), "AMF's runs (settings x seeds x selectors)")
         self._ids = ids
         self._round = jax.jit(jax.vmap(self.amf.round))
         self._evaluate = jax.jit(jax.vmap(self.amf.evaluate))
@@ -87,7 +91,7 @@ class AMFRun:
     def init(self) -> None:
         """Pretrain every run and evaluate it (round 0)."""
         with jax.enable_x64(True):
-            self.state = self._initial_state()
+            self.state = place(self._initial_state(), self.mesh)
             success = np.asarray(self._evaluate(self.state))
         self.history = {"success": [success], "tasks": [], "scores": []}
 
@@ -158,7 +162,7 @@ class AMFRun:
         with jax.enable_x64(True):
             template = jax.eval_shape(self._initial_state)
             state = store.restore(template, stored.group("state"), stored.path)
-            self.state = jax.tree.map(jnp.asarray, state)
+            self.state = place(state, self.mesh)
         history = {}
         for name in HISTORY:
             arrays = stored.arrays.get(f"history/{name}")

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rewire.mesh import Devices, batch_mesh, place
 from rewire.progress import progress_bar
 from rewire.runs import versions
 from rewire.unlearn.learner import LearnerState, StableUCBVI
@@ -32,11 +33,12 @@ RHOS = (0.05, 0.1, 0.2, 0.5)
 
 
 def _learned(
-    learner: StableUCBVI, setup: Setup, seed: int, rhos: list[float | None], seeds: int
+    learner: StableUCBVI, setup: Setup, seed: int, rhos: list[float | None], seeds: int, devices: Devices
 ) -> LearnerState:
-    """Learners for every (ρ, seed), vmapped, after T episodes; ρ-major order."""
+    """Learners for every (ρ, seed), vmapped (split over `devices`), after T episodes; ρ-major order."""
     calib = jax.tree.map(lambda *c: jnp.repeat(jnp.stack(c), seeds), *[learner.calibration(r) for r in rhos])
     keys = jnp.tile(jax.random.split(seed_key(seed, 2), seeds), len(rhos))
+    keys = place(keys, batch_mesh(devices, len(keys), "the benchmark's learners (rhos x seeds)"))
     present = jnp.ones(setup.episodes, bool)
     state = jax.vmap(learner.init, (0, None, None, 0))(keys, setup.users(seed), present, calib)
     return jax.jit(jax.vmap(learner.learn, (0, None)))(state, setup.episodes)
@@ -47,13 +49,20 @@ def _pick(state: LearnerState, index: int | slice) -> LearnerState:
 
 
 def cost_rows(
-    setup: Setup, seed: int, rhos: tuple[float, ...], seeds: int, deletions: int, bar, wall_repeats: int = 3
+    setup: Setup,
+    seed: int,
+    rhos: tuple[float, ...],
+    seeds: int,
+    deletions: int,
+    bar,
+    wall_repeats: int = 3,
+    devices: Devices = None,
 ) -> tuple[list[dict], LearnerState, StableUCBVI]:
     """The cost rows for one T (setup.episodes), and the learned states (for regret)."""
     T = setup.episodes
     _, learner = setup.build(seed)
     with jax.enable_x64(True):
-        states = _learned(learner, setup, seed, list(rhos), seeds)
+        states = _learned(learner, setup, seed, list(rhos), seeds, devices)
         # a fresh link of the key chain for every deletion: fresh coupling draws and replay noise
         delete = jax.jit(lambda s, u, k: learner.delete(s.replace(chain=k), u))
         learn = jax.jit(learner.learn)
@@ -156,8 +165,10 @@ def run_unlearn_benchmark(
     deletions: int = 32,
     seed: int = 0,
     quiet: bool = False,
+    devices: Devices = None,
 ) -> dict:
-    """Cost rows for every (T, ρ) and regret at the largest T (see the module docstring)."""
+    """Cost rows for every (T, ρ) and regret at the largest T (see the module docstring); the learners are
+    split over `devices`."""
     if not episodes or not rhos or seeds < 1 or deletions < 1:
         raise ValueError("need at least one horizon, one rho, one seed and one deletion")
     start = time.perf_counter()
@@ -168,7 +179,7 @@ def run_unlearn_benchmark(
     with progress_bar("deletion cost (T, rho, seed)", len(episodes) * len(rhos) * seeds, quiet) as bar:
         for T in sorted(episodes):
             setup = dataclasses.replace(base, episodes=T)
-            got, learned, learner = cost_rows(setup, seed, rhos, seeds, deletions, bar)
+            got, learned, learner = cost_rows(setup, seed, rhos, seeds, deletions, bar, devices=devices)
             rows += got
             if T == longest:
                 for r, rho in enumerate(rhos):
@@ -179,11 +190,11 @@ def run_unlearn_benchmark(
         setup = dataclasses.replace(setup, bonus=bonus)
         _, learner = setup.build(seed)
         with jax.enable_x64(True):
-            ucb = _learned(learner, setup, seed, [None], seeds)
+            ucb = _learned(learner, setup, seed, [None], seeds, devices)
         regret["ucbvi"].append(regret_curves(setup, seed, learner, ucb, None, seeds))
         if bonus == "theory":
             with jax.enable_x64(True):
-                stable = _learned(learner, setup, seed, list(rhos), seeds)
+                stable = _learned(learner, setup, seed, list(rhos), seeds, devices)
             for r, rho in enumerate(rhos):
                 part = _pick(stable, slice(r * seeds, (r + 1) * seeds))
                 regret["stable"].append(regret_curves(setup, seed, learner, part, rho, seeds))

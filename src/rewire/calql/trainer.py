@@ -32,6 +32,7 @@ from rewire.data.episodes import (
 )
 from rewire.envs import EnvSpec, make_spec
 from rewire.loop import CHECKPOINT, Stopwatch, read_checkpoint
+from rewire.mesh import Devices, batch_mesh, place, replicate
 from rewire.rollout import EpisodeAssembler, make_runner
 from rewire.runs import RECORD, config_from_json, file_record, read_run_record, write_json
 
@@ -100,10 +101,20 @@ class Finetuner:
     kind = "rewire.calql/finetuner"
     unit = "steps"
 
-    def __init__(self, config: FinetuneConfig, dataset: EpisodeDataset, spec: EnvSpec | None = None):
+    def __init__(
+        self,
+        config: FinetuneConfig,
+        dataset: EpisodeDataset,
+        spec: EnvSpec | None = None,
+        devices: Devices = None,
+    ):
         """`spec`: the env (`rewire.envs.as_spec`, for an env of the user's own); default: `config.env_id`,
-        which then names `spec`'s env."""
+        which then names `spec`'s env. `devices`: the agents (methods x seeds) are split over them
+        (`rewire.mesh`)."""
         config.validate()
+        self.mesh = batch_mesh(
+            devices, len(config.methods) * config.seeds, "Cal-QL's agents (methods x seeds)"
+        )
         self.spec = make_spec(config.env_id) if spec is None else spec
         validate_episodes(Path(f"<dataset {dataset.env_id}>"), dataset.episodes, self.spec)
         self.config = dataclasses.replace(
@@ -118,14 +129,14 @@ class Finetuner:
         data = episodes_to_transitions(dataset.episodes, self.spec, gamma, self.scale, self.bias, self.tail)
         # |Q| of any policy is at most max|r| / (1 - gamma); far beyond that the critic has diverged
         self.q_limit = 10.0 * float(np.abs(data.reward).max()) / (1.0 - gamma) + 1.0
-        self.offline = buffer_from_transitions(data)
+        self.offline = replicate(buffer_from_transitions(data), self.mesh)
         n = data.reward.shape[0]
         if self.config.agent.batch_size > n:
             raise ValueError(
                 f"batch size {self.config.agent.batch_size} is larger than the dataset's {n} transitions"
             )
         probe_idx = np.random.default_rng(config.seed).choice(n, min(n, config.probe_size), replace=False)
-        self.probe = jax.tree.map(lambda x: jnp.asarray(x[probe_idx]), data)
+        self.probe = replicate(jax.tree.map(lambda x: jnp.asarray(x[probe_idx]), data), self.mesh)
 
         self.flags = np.array([METHODS[m] for m in config.methods for _ in range(config.seeds)])
         self.agent_labels = [f"{m}/seed{s}" for m in config.methods for s in range(config.seeds)]
@@ -145,6 +156,7 @@ class Finetuner:
         self.online = jax.vmap(lambda _: buffer_init(self.spec.obs_dim, self.spec.act_dim, cap))(
             jnp.arange(num)
         )
+        self.states, self.online = place((self.states, self.online), self.mesh)
         self.runner = make_runner(self.spec, self.act_fn, num, jax.random.fold_in(self.root, 1))
         self.assembler = EpisodeAssembler(num)
         self.key = jax.random.fold_in(self.root, 2)
@@ -381,8 +393,7 @@ class Finetuner:
         template = {"agents": self.states, "online": self.online, "key": self.key}
         arrays = {k: v for k, v in stored.arrays.items() if k.split("/")[0] in template}
         restored = store.restore(template, arrays, source)
-        self.states = jax.tree.map(jnp.asarray, restored["agents"])
-        self.online = jax.tree.map(jnp.asarray, restored["online"])
+        self.states, self.online = place((restored["agents"], restored["online"]), self.mesh)
         self.key = jnp.asarray(restored["key"])
         self.runner.restore(stored.group("runner"), source)
         self.assembler.restore(stored.group("pending"), source)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewire import store
-from rewire.edit.agents import PPO, ActorCritic, PPOConfig
+from rewire.edit.agents import PPO, ActorCritic, PPOConfig, PPOState
 from rewire.edit.classifier import (
     CLASSES,
     Recipe,
@@ -37,6 +37,7 @@ from rewire.edit.world import (
     stack_problems,
 )
 from rewire.loop import Loop, Stopwatch
+from rewire.mesh import Devices, batch_mesh, place
 from rewire.runs import config_from_json, file_record
 
 MODEL_KINDS = {"unlearn": "rewire.edit/digits-mlp", "bias": "rewire.edit/text-bow"}
@@ -161,15 +162,30 @@ class EditorTraining:
     kind = "rewire.edit/ppo"
     unit = "updates"
 
-    def __init__(self, ppo: PPO, params: WorldParams, key: jax.Array, per_env: bool = False, chunk: int = 5):
+    def __init__(
+        self,
+        ppo: PPO,
+        params: WorldParams,
+        key: jax.Array,
+        per_env: bool = False,
+        chunk: int = 5,
+        devices: Devices = None,
+    ):
+        """The environments (`ppo.config.envs`) are split over `devices` (`rewire.mesh`)."""
         self.ppo, self.params, self.key, self.chunk = ppo, params, key, chunk
+        self.mesh = batch_mesh(devices, ppo.config.envs, "PPO's environments")
         self._init = jax.jit(partial(ppo.init_train, per_env=per_env))
         self._updates = jax.jit(partial(ppo.train_updates, per_env=per_env), static_argnums=2)
         self.init()
 
     def init(self) -> None:
-        self.state = self._init(self.key, self.params)
+        self.state = self._placed(self._init(self.key, self.params))
         self.returns: list[float] = []
+
+    def _placed(self, state: PPOState) -> PPOState:
+        """The environments' states and observations split over the mesh; the agent whole on each device."""
+        state = jax.tree.map(jnp.asarray, state)
+        return state._replace(states=place(state.states, self.mesh), obs=place(state.obs, self.mesh))
 
     @property
     def total(self) -> int:
@@ -200,7 +216,7 @@ class EditorTraining:
     def restore(self, stored: store.Stored) -> None:
         stored.only("ppo", "returns")
         template = jax.eval_shape(self._init, self.key, self.params)
-        self.state = jax.tree.map(jnp.asarray, store.restore(template, stored.group("ppo"), stored.path))
+        self.state = self._placed(store.restore(template, stored.group("ppo"), stored.path))
         returns = stored.arrays.get("returns")
         if returns is None or returns.shape != (int(self.state.update),):
             raise store.StoreError(

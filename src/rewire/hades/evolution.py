@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from rewire import store
 from rewire.es import ESConfig, ScoreFn, make_es, make_generation
@@ -39,13 +40,15 @@ class Evolution:
         fixed_init_key: jax.Array | None = None,
         init_fn: Callable[[jax.Array], Any] | None = None,
         generations: int = 0,
+        mesh: Mesh | None = None,
     ):
+        """`mesh`: the population is split over its devices (`rewire.mesh`)."""
         self.es, self.es_params = make_es(es_config, mean)
         self.generations = generations
         init_key, self.key = jax.random.split(jax.random.key(seed))
         state = self.es.init(init_key, mean, self.es_params)
         self._generation = jax.jit(
-            make_generation(self.es, self.es_params, score_fn, num_inits, fixed_init_key, init_fn)
+            make_generation(self.es, self.es_params, score_fn, num_inits, fixed_init_key, init_fn, mesh)
         )
         # Give the initial state the exact dtypes a generation returns (evosax starts with weakly typed
         # scalars), so the generation compiles once rather than twice.

@@ -29,6 +29,7 @@ from rewire.hades.core import (
 from rewire.hades.dataset import load_synthetic, save_synthetic
 from rewire.hades.evolution import Evolution
 from rewire.loop import Loop, Stopwatch
+from rewire.mesh import Devices, batch_mesh
 from rewire.result import Result
 from rewire.runs import (
     RECORD,
@@ -99,10 +100,15 @@ def _stats(task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_hades(
-    config: HadesConfig, seed: int, task: ControlTask | None = None, net: nn.Module | None = None
+    config: HadesConfig,
+    seed: int,
+    task: ControlTask | None = None,
+    net: nn.Module | None = None,
+    devices: Devices = None,
 ) -> EvolutionRun:
     """HaDES from a config and one seed (which drives ES noise, inits, rollouts and normalisation), on the
-    config's env id or on `task`, with the config's MLP or the user's flax module `net`."""
+    config's env id or on `task`, with the config's MLP or the user's flax module `net`; the population is
+    split over `devices` (`rewire.mesh`)."""
     task = _checked(config, task)
     obs_mean, obs_std = _stats(task, seed)
     module = policy_for(config, task, net)
@@ -110,14 +116,19 @@ def build_hades(
     fixed = jax.random.fold_in(jax.random.key(seed), 2) if config.variant == "F" else None
     init_fn = initializer(module, task.obs_dim)
     template = dataset_template(config, task)
+    mesh = batch_mesh(devices, config.es.popsize, "the ES population")
     evo = Evolution(
-        config.es, template, score, config.inits_per_candidate, seed, fixed, init_fn, config.generations
+        config.es, template, score, config.inits_per_candidate, seed, fixed, init_fn, config.generations, mesh
     )
     return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "hades", net)
 
 
 def build_neuroevolution(
-    config: HadesConfig, seed: int, task: ControlTask | None = None, net: nn.Module | None = None
+    config: HadesConfig,
+    seed: int,
+    task: ControlTask | None = None,
+    net: nn.Module | None = None,
+    devices: Devices = None,
 ) -> EvolutionRun:
     """The same ES on the policy weights, started from a standard random initialisation, with as many
     rollouts per candidate as HaDES-R has inits, so both spend the same environment steps per generation."""
@@ -126,8 +137,9 @@ def build_neuroevolution(
     module = policy_for(config, task, net)
     params0 = initializer(module, task.obs_dim)(jax.random.fold_in(jax.random.key(seed), 3))
     score = make_neuroevolution_score(config, task, obs_mean, obs_std, module)
+    mesh = batch_mesh(devices, config.es.popsize, "the ES population")
     evo = Evolution(
-        config.es, params0, score, config.inits_per_candidate, seed, generations=config.generations
+        config.es, params0, score, config.inits_per_candidate, seed, generations=config.generations, mesh=mesh
     )
     return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "neuroevolution", net)
 

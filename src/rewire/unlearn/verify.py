@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from rewire.mesh import Devices, batch_mesh, place
 from rewire.progress import progress_bar
 from rewire.store import named_leaves
 from rewire.unlearn.learner import LearnerState, StableUCBVI
@@ -103,12 +104,16 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, flo
 class Verifier:
     """Learners for every arm, vmapped over trials; `run()` returns the JSON-ready result."""
 
-    def __init__(self, setup: Setup, trials: int, alpha: float = 0.01, seed: int = 0):
+    def __init__(
+        self, setup: Setup, trials: int, alpha: float = 0.01, seed: int = 0, devices: Devices = None
+    ):
+        """The trials of each arm are split over `devices` (`rewire.mesh`)."""
         if trials < 20:
             raise ValueError(f"need at least 20 trials per arm, got {trials}")
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         self.setup, self.trials, self.alpha, self.seed = setup, trials, alpha, seed
+        self.mesh = batch_mesh(devices, trials, "the verification trials")
         self.mdp, self.learner = setup.build(seed)
         self.users = setup.users(seed)
         self.scenarios = scenarios(setup.episodes)
@@ -144,7 +149,7 @@ class Verifier:
     def _arm(self, arm: str, users: list[int], pause: int | None, stream: int) -> dict[str, np.ndarray]:
         T = self.setup.episodes
         with jax.enable_x64(True):
-            keys = jax.random.split(seed_key(self.seed, stream), self.trials)
+            keys = place(jax.random.split(seed_key(self.seed, stream), self.trials), self.mesh)
             present = jnp.ones(T, bool)
             if arm == "retrain":
                 present = present.at[jnp.asarray(users) - 1].set(False)

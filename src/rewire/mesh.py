@@ -1,0 +1,65 @@
+"""Spreading a batched axis over devices: one 1-D mesh, `NamedSharding` on the leading axis.
+
+Every system has one leading batched axis (Cal-QL's agents, the HaDES population, AMF's runs, PPO's
+environments, unlearning's learner seeds). `place` puts the arrays that carry it on a mesh over the chosen
+devices, split along that axis, and `replicate` puts whole copies of what every shard reads; jit then runs
+each device's share of the vmapped computation. The mesh's axis type is `Auto` (sharding propagated by the
+compiler), stated here because `jax.make_mesh` defaults to `Explicit` axes since jax 0.7.
+
+`devices`: None or "all" takes every local device, as many as divide the axis (the largest such count;
+the README says so); an integer N takes the first N and refuses an axis that N does not divide.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+AXIS = "batch"
+Devices = int | str | None
+
+
+def device_count(devices: Devices, length: int, what: str) -> int:
+    """How many devices an axis of `length` (named `what` in errors) is split over."""
+    available = len(jax.devices())
+    if devices is None or devices == "all":
+        return max(n for n in range(1, min(available, length) + 1) if length % n == 0)
+    if isinstance(devices, str):
+        if not devices.isdigit():
+            raise ValueError(f"devices {devices!r}: give a number of devices or 'all'")
+        devices = int(devices)
+    if not 1 <= devices <= available:
+        raise ValueError(f"devices {devices}: this process has {available} device(s)")
+    if length % devices:
+        fits = [n for n in range(1, available + 1) if length % n == 0]
+        raise ValueError(f"{what} ({length}) do not divide over {devices} devices; choose one of {fits}")
+    return devices
+
+
+def batch_mesh(devices: Devices, length: int, what: str) -> Mesh:
+    """A 1-D mesh (axis `AXIS`, Auto) over the devices an axis of `length` is split over."""
+    n = device_count(devices, length, what)
+    return jax.make_mesh((n,), (AXIS,), axis_types=(AxisType.Auto,), devices=jax.devices()[:n])
+
+
+def place(tree: Any, mesh: Mesh) -> Any:
+    """`tree` on `mesh`, every leaf split along its leading (batched) axis."""
+    split = NamedSharding(mesh, PartitionSpec(AXIS))
+    return jax.tree.map(lambda leaf: jax.device_put(leaf, split), tree)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """`tree` whole on every device of `mesh` (data every shard reads: an offline buffer, a probe set)."""
+    whole = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda leaf: jax.device_put(leaf, whole), tree)
+
+
+def constrain(tree: Any, mesh: Mesh | None) -> Any:
+    """Inside jit: split every leaf of `tree` along its leading axis (a population made inside a jitted
+    generation); no-op without a mesh."""
+    if mesh is None or mesh.size == 1:
+        return tree
+    split = NamedSharding(mesh, PartitionSpec(AXIS))
+    return jax.tree.map(lambda leaf: jax.lax.with_sharding_constraint(leaf, split), tree)

@@ -1,0 +1,115 @@
+"""Tiny runs of every system on 1 device and on 4 forced CPU devices (XLA_FLAGS set by the caller,
+`tests/test_devices.py`); prints RESULT and a JSON of the comparisons."""
+
+import json
+from dataclasses import replace
+
+import jax
+import numpy as np
+
+from rewire.amf.core import AMFConfig
+from rewire.amf.run import AMFRun
+from rewire.calql import cql
+from rewire.calql.trainer import FinetuneConfig, Finetuner
+from rewire.data.generate import scripted_dataset
+from rewire.edit.agents import PPO, PPOConfig
+from rewire.edit.run import EditorTraining, pretrain, problem, task_data
+from rewire.edit.world import EditWorld, WorldConfig
+from rewire.envs import make_spec
+from rewire.es import ESConfig
+from rewire.hades.core import default_config
+from rewire.hades.run import build_hades
+from rewire.loop import Loop
+from rewire.unlearn.session import Setup
+from rewire.unlearn.verify import Verifier
+
+
+def close(a, b, rtol: float) -> bool:
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return all(np.allclose(x, y, rtol=rtol, atol=1e-6) for x, y in pairs)
+
+
+def numbers(x) -> list[float]:
+    if isinstance(x, dict):
+        return [v for k in sorted(x) for v in numbers(x[k])]
+    if isinstance(x, list | tuple):
+        return [v for item in x for v in numbers(item)]
+    return [float(x)] if isinstance(x, int | float) else []
+
+
+def calql() -> dict:
+    agent = cql.CQLConfig(actor_hidden=(8,), critic_hidden=(8,), batch_size=8, cql_n_actions=2)
+    config = FinetuneConfig(
+        env_id="PointMaze-open-v0",
+        seeds=2,
+        offline_steps=50,
+        offline_block=50,
+        online_steps=50,
+        chunk=50,
+        eval_every=50,
+        offline_eval_every=50,
+        eval_episodes=2,
+        probe_size=16,
+        agent=agent,
+    )
+    data = scripted_dataset(make_spec(config.env_id), 2, seed=0)
+    one, four = (Finetuner(config, data, devices=d) for d in (1, 4))
+    for trainer in (one, four):
+        Loop(trainer, quiet=True).run()
+    return {
+        "evals_equal": one.results() == four.results(),
+        "params_close": close(one.states.params, four.states.params, 1e-4),
+        "split_over_4": four.states.params["log_alpha"].sharding.num_devices == 4,
+    }
+
+
+def hades() -> dict:
+    config = replace(default_config("CartPole-v1"), generations=2, es=ESConfig(popsize=8), rollout_steps=30)
+    one, four = (build_hades(config, 0, devices=d) for d in (1, 4))
+    for run in (one, four):
+        run.loop(quiet=True).run()
+    return {
+        "fitness_equal": one.evolution.history == four.evolution.history,
+        "mean_close": close(one.evolution.mean(), four.evolution.mean(), 1e-5),
+    }
+
+
+def amf() -> dict:
+    config = AMFConfig(tasks=8, budget=2, batch=2)
+    one, four = (AMFRun(config, ["mismatch"], [0, 1], ["amf", "uniform"], devices=d) for d in (1, 4))
+    for run in (one, four):
+        Loop(run, quiet=True).run()
+    return {"results_equal": one.results() == four.results()}
+
+
+def edit() -> dict:
+    split = task_data("unlearn", 0, 7)
+    params, _ = problem("unlearn", pretrain("unlearn", split, 0), split, WorldConfig(), 0)
+    ppo = PPO(EditWorld(WorldConfig(), params.w0.shape), PPOConfig(total_steps=500))
+    one, two = (EditorTraining(ppo, params, jax.random.key(0), devices=d) for d in (1, 2))  # 10 envs
+    for training in (one, two):
+        Loop(training, quiet=True).run()
+    return {
+        "agent_close": close(one.state.agent, two.state.agent, 1e-4),
+        "returns_close": bool(np.allclose(one.returns, two.returns, rtol=1e-4)),
+    }
+
+
+def unlearn() -> dict:
+    setup = Setup(states=2, actions=2, horizon=2, episodes=8, rho=0.9)
+    one, four = (Verifier(setup, 20, seed=0, devices=d).run() for d in (1, 4))
+    decisions = one["exact"]["passed"] == four["exact"]["passed"] and all(
+        one["controls"][c]["rejected"] == four["controls"][c]["rejected"] for c in one["controls"]
+    )
+    # float64 projections differ by ~1e-15 between layouts, which can break a tie between two trials of a
+    # continuous statistic and so move that statistic's rank-test p-value; the decisions must not move
+    a, b = np.asarray(numbers(one)), np.asarray(numbers(four))
+    moved = float(np.mean(~np.isclose(a, b, rtol=1e-9, atol=1e-12)))
+    smallest = [one["exact"][k] == four["exact"][k] for k in ("min_p", "min_adjusted_p")]
+    return {"decisions_equal": decisions, "min_p_equal": all(smallest), "under_2%_of_p_moved": moved < 0.02}
+
+
+if __name__ == "__main__":
+    assert len(jax.devices()) == 4
+    systems = {"calql": calql, "hades": hades, "amf": amf, "edit": edit, "unlearn": unlearn}
+    print("RESULT " + json.dumps({name: run() for name, run in systems.items()}))
