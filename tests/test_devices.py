@@ -41,3 +41,14 @@ def test_device_counts_divide_the_axis_or_are_refused():
         device_count(2, 4, "agents")
     with pytest.raises(ValueError, match="give a number of devices or 'all'"):
         device_count("many", 4, "agents")
+
+
+def test_the_cli_refuses_more_devices_than_the_process_has(tmp_path):
+    from typer.testing import CliRunner
+
+    from rewire.cli import app
+
+    args = ["hades", "distill", "--generations", "1", "--popsize", "8", "--devices", "2"]
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "devices 2: this process has 1 device(s)" in res.stderr
+    assert not list(tmp_path.iterdir())  # nothing half-made

@@ -250,6 +250,7 @@ def fit(
     quiet: bool = True,
     checkpoint_every: float = 30.0,
     tensorboard: bool = False,
+    devices: Devices = None,
 ) -> AMFResult:
     """Pretrain a multi-task policy on expert demonstrations, then spend `config.budget` demonstrations
     in rounds of `config.batch`, choosing tasks with `selector` (amf: greedy information gain; uniform;
@@ -258,7 +259,7 @@ def fit(
     atomically; the run checkpoints after rounds, and a `fit` on a directory holding the same run resumes
     it."""
     settings = [GIVEN] if family is not None else [setting]
-    run = AMFRun(config, settings, [seed], [selector], family, pretrain_tasks)
+    run = AMFRun(config, settings, [seed], [selector], family, pretrain_tasks, devices)
     extra = {"setting": settings[0], "selector": selector}
     if family is not None:
         extra["pretrain_tasks"] = run.pretrain_tasks(GIVEN).tolist()
@@ -270,7 +271,11 @@ def fit(
 
 
 def resume(
-    run_dir: str | os.PathLike, quiet: bool = True, checkpoint_every: float = 30.0, tensorboard: bool = False
+    run_dir: str | os.PathLike,
+    quiet: bool = True,
+    checkpoint_every: float = 30.0,
+    tensorboard: bool = False,
+    devices: Devices = None,
 ) -> AMFResult:
     """Continue the built-in-family run in `run_dir` from its checkpoint."""
     record = read_run_record(run_dir)
@@ -280,7 +285,7 @@ def resume(
         raise ValueError(f"{run_dir}/config.json: no setting, seed and selector of an AMF run")
     if setting == GIVEN:
         raise ValueError(f"{run_dir}: a run on a task family of your own resumes from Python only")
-    run = AMFRun(config, [setting], [seed], [selector])
+    run = AMFRun(config, [setting], [seed], [selector], devices=devices)
     Loop(
         run,
         Path(run_dir),

@@ -11,6 +11,7 @@ import numpy as np
 from rewire.amf.core import SELECTORS, AMFConfig
 from rewire.amf.run import THRESHOLD, AMFRun
 from rewire.loop import Loop
+from rewire.mesh import Devices
 from rewire.runs import versions
 
 BENCH_SETTINGS = ("mismatch", "control")
@@ -50,6 +51,7 @@ def run_amf_benchmark(
     models: tuple[str, ...] = ("gp", "nn"),
     quiet: bool = False,
     out: Path | None = None,
+    devices: Devices = None,
 ) -> dict:
     """Every model x setting x seed x selector, one vmapped run per model; `out/amf-<model>/` keeps each
     run's checkpoints and metrics."""
@@ -66,7 +68,7 @@ def run_amf_benchmark(
     }
     for model, config in configs.items():
         start = time.perf_counter()
-        run = AMFRun(config, list(BENCH_SETTINGS), seed_list, list(SELECTORS))
+        run = AMFRun(config, list(BENCH_SETTINGS), seed_list, list(SELECTORS), devices=devices)
         Loop(run, None if out is None else Path(out) / f"amf-{model}", quiet=quiet, description="AMF").run()
         for setting, by_selector in run.results().items():
             result["settings"][setting][model] = by_selector

@@ -11,6 +11,7 @@ from rewire.calql.trainer import Finetuner
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec, maze_id
 from rewire.loop import Loop
+from rewire.mesh import Devices
 from rewire.runs import versions
 
 METRICS = (
@@ -26,7 +27,12 @@ DATASET_EPISODES = 200
 
 
 def run_calql_benchmark(
-    preset: str = "quick", seeds: int | None = None, seed: int = 0, layout: str = "umaze", quiet: bool = False
+    preset: str = "quick",
+    seeds: int | None = None,
+    seed: int = 0,
+    layout: str = "umaze",
+    quiet: bool = False,
+    devices: Devices = None,
 ) -> tuple[dict, Finetuner]:
     """Train CQL and Cal-QL (x seeds, one vmapped stack) on a scripted dataset; medians over seeds."""
     if preset not in PRESETS:
@@ -39,7 +45,7 @@ def run_calql_benchmark(
         seeds=seeds if seeds is not None else PRESETS[preset].seeds,
     )
     dataset = scripted_dataset(spec, DATASET_EPISODES, seed)
-    trainer = Finetuner(config, dataset)
+    trainer = Finetuner(config, dataset, devices=devices)
     Loop(trainer, quiet=quiet, description=f"calql bench ({layout})").run()
     results = trainer.results()
     methods = {}

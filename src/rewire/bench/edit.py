@@ -22,6 +22,7 @@ from rewire.edit.run import pretrain, problem, task_data, train_ppo
 from rewire.edit.text import balanced_finetune, reweighting
 from rewire.edit.world import EditWorld, WorldConfig, stack_problems
 from rewire.loop import Stopwatch
+from rewire.mesh import Devices
 from rewire.progress import progress_bar
 from rewire.runs import file_record, versions
 
@@ -29,12 +30,12 @@ TASKS = ("unlearn", "bias")
 WORLD_NAMES = {"mask": "maskworld", "shift": "shiftworld"}
 
 
-def _agents(config: WorldConfig, params, keys, steps: int) -> dict[str, tuple]:
+def _agents(config: WorldConfig, params, keys, steps: int, devices: Devices) -> dict[str, tuple]:
     """PPO (deterministic roll-out of the learned policy) and CEM in one world: label -> (weights, timing,
     agent or None). Wall times exclude compilation (reported apart)."""
     world = EditWorld(config, params.w0.shape)
     ppo = PPO(world, PPOConfig(total_steps=steps))
-    agent, returns, watch = train_ppo(ppo, params, keys[2])
+    agent, returns, watch = train_ppo(ppo, params, keys[2], devices=devices)
     out = {
         "ppo": (
             ppo.edit(agent, params)[1],
@@ -65,6 +66,7 @@ def run_edit_benchmark(
     steps: int = 50_000,
     quiet: bool = False,
     data_file: str | os.PathLike | None = None,
+    devices: Devices = None,
 ) -> dict:
     """`task` unlearn: digits, forget `forget_class` (None: a random 10% of the training split); bias: the
     texts of `data_file`, or else the generated occupation texts."""
@@ -72,7 +74,7 @@ def run_edit_benchmark(
         raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
     keys = jax.random.split(jax.random.key(seed), 6)
     data = task_data(task, seed, forget_class, data_file)
-    result = (_bias if task == "bias" else _unlearn)(data, keys, forget_class, seed, steps, quiet)
+    result = (_bias if task == "bias" else _unlearn)(data, keys, forget_class, seed, steps, quiet, devices)
     criteria = result.pop("criteria")
     return {
         "config": {"task": task, "forget_class": forget_class if task == "unlearn" else None, "seed": seed}
@@ -104,13 +106,13 @@ def _solved(per_class) -> str:
     return f"{len(ok)}/{len(rows)}"
 
 
-def _multiclass(ppo: PPO, problems: list, forget_class: int, key) -> dict:
+def _multiclass(ppo: PPO, problems: list, forget_class: int, key, devices: Devices) -> dict:
     """One PPO policy trained across `MULTICLASS_TRAIN` forget classes of the same model (`forget_class` and
     the next ones; environment i edits class i mod 5), then applied to every class: does a policy trained on
     several instances transfer where a one-class policy does not?"""
     trained = [(forget_class + i) % CLASSES for i in range(MULTICLASS_TRAIN)]
     stacked = stack_problems([problems[c][0] for c in trained], ppo.config.envs)
-    agent, returns, watch = train_ppo(ppo, stacked, key, per_env=True)
+    agent, returns, watch = train_ppo(ppo, stacked, key, per_env=True, devices=devices)
     return {
         "trained_on": trained,
         "per_class": {
@@ -123,7 +125,9 @@ def _multiclass(ppo: PPO, problems: list, forget_class: int, key) -> dict:
     }
 
 
-def _unlearn(split, keys, forget_class: int | None, seed: int, steps: int, quiet: bool) -> dict:
+def _unlearn(
+    split, keys, forget_class: int | None, seed: int, steps: int, quiet: bool, devices: Devices
+) -> dict:
     original, pretrain_s = timed(pretrain, "unlearn", split, seed)
     base = unlearning_metrics(original, split)
     methods: dict[str, dict] = {}
@@ -136,7 +140,7 @@ def _unlearn(split, keys, forget_class: int | None, seed: int, steps: int, quiet
         for world_name, label in WORLD_NAMES.items():
             config = WorldConfig.for_problem(world_name, "unlearn", forget_class)
             params, measure = problem("unlearn", original, split, config, seed)
-            runs = _agents(config, params, keys, steps)
+            runs = _agents(config, params, keys, steps, devices)
             for kind, (weights, timing, _) in runs.items():
                 metrics = measure(weights)[1] | timing
                 (methods if kind == "ppo" else extra)[label if kind == "ppo" else f"{label}_cem"] = metrics
@@ -159,6 +163,7 @@ def _unlearn(split, keys, forget_class: int | None, seed: int, steps: int, quiet
                     problems,
                     forget_class,
                     keys[5],
+                    devices,
                 )
                 for seen in ("weights", "metrics")
             }
@@ -200,7 +205,7 @@ def _unlearn(split, keys, forget_class: int | None, seed: int, steps: int, quiet
     }
 
 
-def _bias(task, keys, forget_class: int, seed: int, steps: int, quiet: bool) -> dict:
+def _bias(task, keys, forget_class: int, seed: int, steps: int, quiet: bool, devices: Devices) -> dict:
     del forget_class
     original, pretrain_s = timed(pretrain, "bias", task, seed)
     base = task.metrics(original)
@@ -210,7 +215,7 @@ def _bias(task, keys, forget_class: int, seed: int, steps: int, quiet: bool) -> 
         for world_name, label in WORLD_NAMES.items():
             config = WorldConfig.for_problem(world_name, "bias", None)
             params, measure = problem("bias", original, task, config, seed)
-            for kind, (weights, timing, _) in _agents(config, params, keys, steps).items():
+            for kind, (weights, timing, _) in _agents(config, params, keys, steps, devices).items():
                 metrics = measure(weights)[1] | timing
                 (methods if kind == "ppo" else extra)[label if kind == "ppo" else f"{label}_cem"] = metrics
             bar.advance(1, note=label)

@@ -16,6 +16,7 @@ from rewire.hades.core import (
     policy_for,
 )
 from rewire.hades.run import EVAL_INITS, build_hades, build_neuroevolution, save_dataset
+from rewire.mesh import Devices
 from rewire.runs import versions
 
 NE_SIGMA = 0.03  # the reference implementation's neuroevolution sigma on weights (Lupu et al. 2024)
@@ -62,12 +63,13 @@ def run_hades_benchmark(
     seed: int = 0,
     quiet: bool = False,
     out_dir: Path | None = None,
+    devices: Devices = None,
 ) -> dict:
     """Distil a dataset, evaluate fresh policies on it, run the baseline at equal env steps, and test
     transfer. With `out_dir`, each run's checkpoints and metrics go to `out_dir/<kind>/` and the dataset
     (NPZ) to `out_dir/dataset.npz`."""
     config = bench_config(env, size, variant, generations, popsize)
-    hades = build_hades(config, seed)
+    hades = build_hades(config, seed, devices=devices)
     hades_time = hades.loop(out_dir / "hades" if out_dir else None, quiet).run()
     dataset = jax.device_get(hades.evolution.mean())
     if out_dir is not None:
@@ -75,7 +77,7 @@ def run_hades_benchmark(
     ev = hades.evaluate_mean()
 
     ne_config = replace(config, es=replace(config.es, sigma=NE_SIGMA))
-    ne = build_neuroevolution(ne_config, seed)
+    ne = build_neuroevolution(ne_config, seed, devices=devices)
     ne_time = ne.loop(out_dir / "neuroevolution" if out_dir else None, quiet).run()
     # One policy, evaluated EVAL_INITS times (fresh episodes each) so both medians are over 10 numbers.
     ne_mean = jax.device_get(ne.evolution.mean())

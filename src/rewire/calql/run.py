@@ -20,6 +20,7 @@ from rewire.calql.trainer import FinetuneConfig, Finetuner, dataset_record, load
 from rewire.data.episodes import EpisodeDataset, load_dataset, save_dataset
 from rewire.envs import EnvSpec, as_spec
 from rewire.loop import Loop
+from rewire.mesh import Devices
 from rewire.result import Result
 from rewire.runs import config_from_json, read_json, record_run, start_run_dir, write_json
 
@@ -130,18 +131,20 @@ def fit(
     checkpoint_every: float = 30.0,
     horizon: int | None = None,
     tensorboard: bool = False,
+    devices: Devices = None,
 ) -> CalQLResult:
     """Pre-train `config.methods` x `config.seeds` agents offline on `data` (an `EpisodeDataset`, e.g.
     `rewire.data.from_arrays(...)`, or a D4RL/Minari HDF5 or NPZ file), then fine-tune them online in `env`
     (an id, a Gymnasium env with a Box action space, or a gymnax-style JAX env; see `rewire.envs.as_spec`).
     The run directory `out` (temporary if None) is created atomically (data given in memory is saved in
     it; a file is recorded by its path and sha256); training
-    checkpoints there, and a `fit` on a directory holding the same run resumes it."""
+    checkpoints there, and a `fit` on a directory holding the same run resumes it. The agents are split over
+    `devices` (`rewire.mesh`)."""
     spec: EnvSpec = as_spec(env, horizon)
     config = dataclasses.replace(config, env_id=spec.env_id)
     path = None if isinstance(data, EpisodeDataset) else Path(data)
     dataset = data if path is None else load_dataset(path, spec)
-    trainer = Finetuner(config, dataset, spec)
+    trainer = Finetuner(config, dataset, spec, devices)
 
     def with_data(staging: Path) -> None:  # a file is recorded with its sha256; data in memory saved beside
         source = path if path is not None else save_dataset(dataset, staging / "dataset.npz")
@@ -161,10 +164,11 @@ def resume(
     quiet: bool = True,
     checkpoint_every: float = 30.0,
     tensorboard: bool = False,
+    devices: Devices = None,
 ) -> CalQLResult:
     """Continue the run in `run_dir` on a built-in env from its checkpoint (`load_run`; the budgets extend
     it). A run on an env object resumes through `fit` with the same env, data and config."""
-    trainer = load_run(run_dir, restore=False, offline_steps=offline_steps, online_steps=online_steps)
+    trainer = load_run(run_dir, False, offline_steps, online_steps, devices)
     loop = Loop(trainer, Path(run_dir), every=checkpoint_every, quiet=quiet, tensorboard=tensorboard)
     loop.description = "calql train"
     loop.run()

@@ -417,6 +417,7 @@ def load_run(
     restore: bool = True,
     offline_steps: int | None = None,
     online_steps: int | None = None,
+    devices: Devices = None,
 ) -> Finetuner:
     """The trainer of a `rewire calql train` run directory: its config, its dataset (checked against the
     recorded sha256) and, with `restore`, the state of its last checkpoint. `offline_steps` and
@@ -451,7 +452,7 @@ def load_run(
         raise FileNotFoundError(f"{run_dir}: its dataset {path} is not there")
     if file_record(path)["sha256"] != source["sha256"]:
         raise ValueError(f"{path}: not the dataset {run_dir} was trained on (its sha256 differs)")
-    trainer = Finetuner(config, load_dataset(path, make_spec(config.env_id)))
+    trainer = Finetuner(config, load_dataset(path, make_spec(config.env_id)), devices=devices)
     if extended:
         write_json(run_dir / RECORD, record | {"config": trainer.config})
     if restore:

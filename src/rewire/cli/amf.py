@@ -8,6 +8,7 @@ import typer
 
 from rewire.cli.common import (
     CHECKPOINT_EVERY,
+    DEVICES,
     OUT,
     QUIET,
     RESUME,
@@ -42,6 +43,7 @@ def run(
     checkpoint_every: float = CHECKPOINT_EVERY,
     quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
+    devices: str = DEVICES,
 ) -> None:
     from rewire.amf.core import AMFConfig
     from rewire.amf.run import fit
@@ -50,7 +52,7 @@ def run(
 
     if resume is not None:
         resume_overrides(ctx)
-        result = resume_run(resume, quiet, checkpoint_every, tensorboard)
+        result = resume_run(resume, quiet, checkpoint_every, tensorboard, devices)
     else:
         config = AMFConfig(
             env=env,
@@ -62,7 +64,9 @@ def run(
             targets=parse_ints(targets) if targets else None,
         )
         path = fresh_run_path(out, "amf")
-        result = fit(None, config, seed, selector, setting, None, path, quiet, checkpoint_every, tensorboard)
+        result = fit(
+            None, config, seed, selector, setting, None, path, quiet, checkpoint_every, tensorboard, devices
+        )
     summary = result.summary
     first, last = summary["success_median"][0], summary["success_median"][-1]
     console.print(

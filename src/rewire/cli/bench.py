@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import command_group, console, friendly_errors, parse_ints
+from rewire.cli.common import DEVICES, QUIET, command_group, console, friendly_errors, parse_ints
 from rewire.cli.edit import DATA_HELP
 from rewire.runs import write_json
 
@@ -24,12 +24,13 @@ def calql(
     layout: str = typer.Option("umaze", help="Maze layout: open or umaze."),
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
     plots: Path = typer.Option(None, help="Also write PNG curves into this folder."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = QUIET,
+    devices: str = DEVICES,
 ) -> None:
     from rewire.bench.calql import run_calql_benchmark
     from rewire.report import plot_calql
 
-    result, _ = run_calql_benchmark("quick" if quick else "full", seeds, seed, layout, quiet)
+    result, _ = run_calql_benchmark("quick" if quick else "full", seeds, seed, layout, quiet, devices)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")
@@ -52,12 +53,13 @@ def hades(
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
     plots: Path = typer.Option(None, help="Write the fitness and dataset PNGs into this folder."),
     out: Path = typer.Option(None, help="Keep checkpoints and dataset.npz in this folder."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = QUIET,
+    devices: str = DEVICES,
 ) -> None:
     from rewire.bench.hades import run_hades_benchmark
     from rewire.report import plot_hades
 
-    result = run_hades_benchmark(env, size, variant, generations, popsize, seed, quiet, out)
+    result = run_hades_benchmark(env, size, variant, generations, popsize, seed, quiet, out, devices)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")
@@ -87,12 +89,15 @@ def amf(
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
     plots: Path = typer.Option(None, help="Also write PNG curves into this folder."),
     out: Path = typer.Option(None, help="Keep per-round checkpoints in this folder."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = QUIET,
+    devices: str = DEVICES,
 ) -> None:
     from rewire.bench.amf import run_amf_benchmark
     from rewire.report import plot_amf, reached
 
-    result = run_amf_benchmark(env, tasks, seeds, seed, budget, batch, proxies, tuple(model), quiet, out)
+    result = run_amf_benchmark(
+        env, tasks, seeds, seed, budget, batch, proxies, tuple(model), quiet, out, devices
+    )
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")
@@ -121,7 +126,8 @@ def unlearn(
     seed: int = typer.Option(0, help="Base seed (data set and learners)."),
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
     plots: Path = typer.Option(None, help="Also write PNG plots into this folder."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = QUIET,
+    devices: str = DEVICES,
 ) -> None:
     from rewire.bench.unlearn import run_unlearn_benchmark
     from rewire.report import plot_unlearn
@@ -131,7 +137,7 @@ def unlearn(
     except ValueError as err:
         raise ValueError(f"--rhos: expected comma-separated numbers, got {rhos!r}") from err
     result = run_unlearn_benchmark(
-        mdp, states, None, horizon, parse_ints(episodes), rho_list, seeds, deletions, seed, quiet
+        mdp, states, None, horizon, parse_ints(episodes), rho_list, seeds, deletions, seed, quiet, devices
     )
     if json_out is not None:
         write_json(json_out, result)
@@ -161,11 +167,14 @@ def edit(
     seed: int = typer.Option(0, help="Split, pretraining, agents and baselines."),
     steps: int = typer.Option(50_000, min=500, help="Environment steps for PPO and for CEM."),
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = QUIET,
+    devices: str = DEVICES,
 ) -> None:
     from rewire.bench.edit import run_edit_benchmark
 
-    result = run_edit_benchmark(task, None if random_forget else forget_class, seed, steps, quiet, data)
+    result = run_edit_benchmark(
+        task, None if random_forget else forget_class, seed, steps, quiet, data, devices
+    )
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")

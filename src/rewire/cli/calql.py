@@ -10,6 +10,7 @@ from rewire.calql import cql
 from rewire.calql.trainer import FinetuneConfig
 from rewire.cli.common import (
     CHECKPOINT_EVERY,
+    DEVICES,
     OUT,
     QUIET,
     RESUME,
@@ -61,6 +62,7 @@ def train(
     checkpoint_every: float = CHECKPOINT_EVERY,
     quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
+    devices: str = DEVICES,
 ) -> None:
     from rewire.calql.run import fit
     from rewire.calql.run import resume as resume_run
@@ -68,7 +70,12 @@ def train(
     if resume is not None:
         extended = resume_overrides(ctx, ("offline_steps", "online_steps"))
         result = resume_run(
-            resume, quiet=quiet, checkpoint_every=checkpoint_every, tensorboard=tensorboard, **extended
+            resume,
+            quiet=quiet,
+            checkpoint_every=checkpoint_every,
+            tensorboard=tensorboard,
+            devices=devices,
+            **extended,
         )
     else:
         hid = parse_ints(hidden)
@@ -101,7 +108,14 @@ def train(
         config.validate()
         data = scripted_dataset(make_spec(env), 200, seed) if dataset is None else dataset
         result = fit(
-            data, env, config, fresh_run_path(out, "calql"), quiet, checkpoint_every, tensorboard=tensorboard
+            data,
+            env,
+            config,
+            fresh_run_path(out, "calql"),
+            quiet,
+            checkpoint_every,
+            tensorboard=tensorboard,
+            devices=devices,
         )
     console.print(f"done: {result.directory} (checkpoint, results.json, metrics.jsonl, plots)")
     for row in result.summary["agents"]:

@@ -38,7 +38,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # what a resumed run may be given besides `extendable`
-RESUME_FLAGS = ("resume", "quiet", "checkpoint_every", "tensorboard")
+RESUME_FLAGS = ("resume", "quiet", "checkpoint_every", "tensorboard", "devices")
 
 
 # The options every training command shares (the run directory, resume, checkpoints, progress, events)
@@ -46,6 +46,11 @@ OUT = typer.Option(Path("runs"), help="Parent folder of the run directory.")
 RESUME = typer.Option(None, help="Resume the run directory of an interrupted run.")
 CHECKPOINT_EVERY = typer.Option(30.0, min=0, help="Seconds between checkpoints (0: every step).")
 QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+DEVICES = typer.Option(
+    "all",
+    "--devices",
+    help="Devices to split the run's batched axis over: a number, or all (as many as divide it).",
+)
 TENSORBOARD = typer.Option(
     False, "--tensorboard", help="Also write the metrics as TensorBoard events in the run's tensorboard/."
 )

@@ -8,6 +8,7 @@ import typer
 
 from rewire.cli.common import (
     CHECKPOINT_EVERY,
+    DEVICES,
     OUT,
     QUIET,
     RESUME,
@@ -57,6 +58,7 @@ def train_cmd(
     checkpoint_every: float = CHECKPOINT_EVERY,
     quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
+    devices: str = DEVICES,
 ) -> None:
     from rewire.edit.classifier import CLASSES
     from rewire.edit.run import (
@@ -121,6 +123,7 @@ def train_cmd(
         quiet,
         checkpoint_every,
         tensorboard,
+        devices,
     )
     save_policy(run_dir / "policy.ckpt", policy)
     save_model(run_dir / "edited.ckpt", task, edited, data_seed, source)

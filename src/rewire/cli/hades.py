@@ -11,6 +11,7 @@ import typer
 
 from rewire.cli.common import (
     CHECKPOINT_EVERY,
+    DEVICES,
     OUT,
     QUIET,
     RESUME,
@@ -49,6 +50,7 @@ def distill(
     checkpoint_every: float = CHECKPOINT_EVERY,
     quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
+    devices: str = DEVICES,
 ) -> None:
     from rewire.hades.core import default_config
     from rewire.hades.run import fit
@@ -56,7 +58,7 @@ def distill(
 
     if resume is not None:
         extended = resume_overrides(ctx, ("generations",))
-        result = resume_run(resume, quiet=quiet, tensorboard=tensorboard, **extended)
+        result = resume_run(resume, quiet=quiet, tensorboard=tensorboard, devices=devices, **extended)
     else:
         config = default_config(env)
         es_cfg = replace(
@@ -78,7 +80,14 @@ def distill(
         )
         path = fresh_run_path(out, "hades")
         result = fit(
-            env, config, seed, path, quiet=quiet, checkpoint_every=checkpoint_every, tensorboard=tensorboard
+            env,
+            config,
+            seed,
+            path,
+            quiet=quiet,
+            checkpoint_every=checkpoint_every,
+            tensorboard=tensorboard,
+            devices=devices,
         )
     summary = result.summary
     returns = ", ".join(f"{r:.1f}" for r in np.asarray(summary["return_per_init"], float))

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from rewire.cli.common import QUIET, TENSORBOARD, command_group, console, friendly_errors, resume_overrides
+from rewire.cli.common import (
+    DEVICES,
+    QUIET,
+    TENSORBOARD,
+    command_group,
+    console,
+    friendly_errors,
+    resume_overrides,
+)
 from rewire.runs import create_run_dir, write_json
 
 app = command_group()
@@ -114,13 +122,14 @@ def verify(
     alpha: float = typer.Option(0.01, help="Significance level (Holm-corrected over all statistics)."),
     seed: int = typer.Option(0, help="Fixes the data set (MDP and users) and the learners' seeds."),
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = QUIET,
+    devices: str = DEVICES,
 ) -> None:
     from rewire.unlearn.session import Setup
     from rewire.unlearn.verify import Verifier
 
     setup = Setup(mdp, states, actions, horizon, episodes, _rho(rho), bonus)
-    result = Verifier(setup, trials, alpha, seed).run(quiet)
+    result = Verifier(setup, trials, alpha, seed, devices).run(quiet)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")

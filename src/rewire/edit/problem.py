@@ -23,6 +23,7 @@ from rewire.edit.run import EditorTraining, check_finite, load_policy, save_poli
 from rewire.edit.text import group_metrics
 from rewire.edit.world import BiasData, EditWorld, UnlearnData, WorldConfig, WorldParams, positive
 from rewire.loop import Loop
+from rewire.mesh import Devices
 from rewire.result import Result
 from rewire.runs import read_json, start_run_dir, write_json
 
@@ -190,6 +191,7 @@ def fit(
     quiet: bool = True,
     checkpoint_every: float = 30.0,
     tensorboard: bool = False,
+    devices: Devices = None,
 ) -> EditResult:
     """Train a PPO editor (`config.world`: mask or shift) on `problem`; its task (unlearn or bias) comes from
     the problem. The run directory `out` (temporary if None) is created atomically; training checkpoints
@@ -199,7 +201,7 @@ def fit(
     trainer = PPO(world, ppo)
     record = {"world": config, "ppo": ppo}
     directory = start_run_dir(out, "edit", record, seed, layer=list(problem.layer), model=repr(problem.model))
-    training = EditorTraining(trainer, world_params, jax.random.key(seed))
+    training = EditorTraining(trainer, world_params, jax.random.key(seed), devices=devices)
     loop = Loop(training, directory, every=checkpoint_every, quiet=quiet, tensorboard=tensorboard)
     loop.description = "PPO updates"
     loop.run()

@@ -234,10 +234,11 @@ def train_ppo(
     quiet: bool = True,
     every: float = 30.0,
     tensorboard: bool = False,
+    devices: Devices = None,
 ) -> tuple[Any, list[float], Stopwatch]:
-    """Train through the run loop (checkpoints in `directory`, if given): (agent, return per update, the
-    compile-excluded timing)."""
-    training = EditorTraining(ppo, params, key, per_env)
+    """Train through the run loop (checkpoints in `directory`, if given; the environments split over
+    `devices`): (agent, return per update, the compile-excluded timing)."""
+    training = EditorTraining(ppo, params, key, per_env, devices=devices)
     loop = Loop(training, directory, every=every, quiet=quiet, tensorboard=tensorboard)
     loop.description = "PPO updates"
     watch = loop.run()
@@ -259,6 +260,7 @@ def train_editor(
     quiet: bool = True,
     every: float = 30.0,
     tensorboard: bool = False,
+    devices: Devices = None,
 ) -> tuple[dict, dict, dict]:
     """Train PPO on one editing problem, or (`classes`, unlearning) one policy across the problems of several
     forget classes of the same model; returns (policy record, edited params, metrics), the edit and metrics
@@ -274,7 +276,7 @@ def train_editor(
         problems = [problem(task, model, task_data(task, seed, c), config, seed)[0] for c in classes]
         train_on = stack_problems(problems, ppo.config.envs)
     agent, returns, watch = train_ppo(
-        ppo, train_on, jax.random.key(key_seed), bool(classes), directory, quiet, every, tensorboard
+        ppo, train_on, jax.random.key(key_seed), bool(classes), directory, quiet, every, tensorboard, devices
     )
     weights = ppo.edit(agent, params)[1]
     check_finite(weights, f"{world}world")

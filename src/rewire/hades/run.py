@@ -151,7 +151,9 @@ def _checked(config: HadesConfig, task: ControlTask | None) -> ControlTask:
     return task
 
 
-def run_from_record(run_dir: str | Path, generations: int | None = None) -> EvolutionRun:
+def run_from_record(
+    run_dir: str | Path, generations: int | None = None, devices: Devices = None
+) -> EvolutionRun:
     """Rebuild the run a run directory's config.json describes (the loop then resumes its checkpoint).
     `generations` extends it: the key and the ES schedules of generation g do not depend on the total, so
     the longer run is the one that had been asked for from the start; config.json records the new total."""
@@ -168,7 +170,7 @@ def run_from_record(run_dir: str | Path, generations: int | None = None) -> Evol
             )
         config = replace(config, generations=generations)
         write_json(Path(run_dir) / RECORD, record | {"config": config})
-    return kinds[record["kind"]](config, record["seed"])
+    return kinds[record["kind"]](config, record["seed"], devices=devices)
 
 
 def save_dataset(run: EvolutionRun, path: Path) -> Path:
@@ -255,6 +257,7 @@ def fit(
     quiet: bool = True,
     checkpoint_every: float = 30.0,
     tensorboard: bool = False,
+    devices: Devices = None,
 ) -> HadesResult:
     """Evolve a synthetic dataset for `env` (see `as_task`; `horizon` for an env object whose params have
     no `max_steps_in_episode`) with HaDES. `config` defaults to `default_config` of the env; its `env_id`
@@ -263,7 +266,7 @@ def fit(
     if it holds a run of the same config and seed, that run resumes from its checkpoint."""
     task = as_task(env, horizon)
     config = replace(default_config(task.env_id) if config is None else config, env_id=task.env_id)
-    run = build_hades(config, seed, task, policy)
+    run = build_hades(config, seed, task, policy, devices)
     policy_record = None if policy is None else repr(policy)
     directory = start_run_dir(out, "hades", config, seed, kind="hades", policy=policy_record)
     watch = run.loop(directory, quiet, checkpoint_every, tensorboard).run()
@@ -271,10 +274,14 @@ def fit(
 
 
 def resume(
-    run_dir: str | os.PathLike, generations: int | None = None, quiet: bool = True, tensorboard: bool = False
+    run_dir: str | os.PathLike,
+    generations: int | None = None,
+    quiet: bool = True,
+    tensorboard: bool = False,
+    devices: Devices = None,
 ) -> HadesResult:
     """Continue the run in `run_dir` on a built-in env (`run_from_record`; `generations` extends it). A run
     on an env object resumes through `fit` with the same env, config and seed."""
-    run = run_from_record(run_dir, generations)
+    run = run_from_record(run_dir, generations, devices)
     watch = run.loop(Path(run_dir), quiet, tensorboard=tensorboard).run()
     return _finish(run, Path(run_dir), watch)
