@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rewire.cli import amf, bench, calql, data, demo, edit, hades, unlearn
+from rewire.cli import amf, bench, calql, data, demo, edit, hades, sweep, unlearn
 from rewire.cli.common import command_group
 
 app = command_group(
@@ -23,6 +23,11 @@ app.add_typer(
 )
 app.add_typer(edit.app, name="edit", help="MaskWorld/ShiftWorld: train an RL policy that edits a classifier.")
 app.add_typer(bench.app, name="bench", help="Benchmarks that write JSON results (medians over seeds).")
+app.command(
+    "sweep",
+    help="Run a command over a grid of flag values (submitit jobs); restart skips finished points.",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)(sweep.sweep)
 app.command(
     "demo", help="Short run of every system against its baseline; writes runs/demo-<time>/report.html."
 )(demo.demo)
