@@ -18,7 +18,7 @@ from evosax.algorithms import SNES, Open_ES
 from evosax.core.fitness_shaping import identity_fitness_shaping_fn
 from jax.sharding import Mesh
 
-from rewire.mesh import constrain
+from rewire.mesh import constrain, whole
 
 # score_fn(candidate, init, eval_key) -> (score to maximise, dict of scalar diagnostics); `init` is what
 # `init_fn(init_key)` returns (the inner learner's initial parameters), or the init key itself.
@@ -139,6 +139,6 @@ def make_generation(
         population, es_state = es.ask(k_ask, es_state, es_params)
         score, aux = scores(constrain(population, mesh), k_score)
         next_state, _ = es.tell(k_tell, population, -score, es_state, es_params)  # evosax minimises
-        return next_state, {"score": score} | aux
+        return whole((next_state, {"score": score} | aux), mesh)
 
     return generation

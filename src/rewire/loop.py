@@ -26,6 +26,7 @@ import numpy as np
 from jax import monitoring
 
 from rewire import store
+from rewire.hosts import is_writer
 from rewire.progress import progress_bar
 from rewire.runs import to_jsonable
 
@@ -201,15 +202,19 @@ class Loop:
         if self.directory is None:
             self.task.init()
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        store.remove_temporaries(self.directory)
+        writer = is_writer()  # in a job of several processes, process 0 alone touches the files
+        if writer:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            store.remove_temporaries(self.directory)
         if not self.checkpoint_path.exists():
             self.task.init()
-            self.metrics_path.unlink(missing_ok=True)  # rows of a run killed before its first checkpoint
+            if writer:
+                self.metrics_path.unlink(missing_ok=True)  # rows of a run killed before its first checkpoint
             return
         stored, loop = read_checkpoint(self.checkpoint_path, self.task.kind)
         self.task.restore(stored)
-        self._resume_metrics(loop["metrics_bytes"])
+        if writer:
+            self._resume_metrics(loop["metrics_bytes"])
 
     def _resume_metrics(self, size: int) -> None:
         """Cut the stream back to what the checkpoint covers. A task whose rows are a function of its state
@@ -231,8 +236,8 @@ class Loop:
     def save(self) -> Path | None:
         """Checkpoint now: flush and fsync the metrics stream, then write the state atomically."""
         path = self.checkpoint_path
-        if path is None:
-            return None
+        if path is None or not is_writer():
+            return path
         size = 0
         if self.metrics_path.exists():
             with open(self.metrics_path, "rb+") as f:
@@ -241,7 +246,7 @@ class Loop:
         return write_checkpoint(path, self.task, size)
 
     def _emit(self, rows: list[dict]) -> None:
-        if self.metrics_path is not None and rows:
+        if self.metrics_path is not None and rows and is_writer():
             with open(self.metrics_path, "ab") as f:
                 f.write(jsonl(rows))
         if self.writer is not None:
@@ -250,7 +255,7 @@ class Loop:
                     self.writer.add_scalar(name, value, self.task.done)
 
     def _open_writer(self) -> None:
-        if self.tensorboard and self.directory is not None:
+        if self.tensorboard and self.directory is not None and is_writer():
             self.writer = tensorboard_writer(self.directory / TENSORBOARD)
 
     def run(self, max_steps: int | None = None) -> Stopwatch:

@@ -56,6 +56,15 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.tree.map(lambda leaf: jax.device_put(leaf, whole), tree)
 
 
+def whole(tree: Any, mesh: Mesh | None) -> Any:
+    """Inside jit: every leaf of `tree` whole on every device (what the host reads back, which in a job of
+    several processes must not stay split across them); no-op without a mesh."""
+    if mesh is None or mesh.size == 1:
+        return tree
+    copies = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda leaf: jax.lax.with_sharding_constraint(leaf, copies), tree)
+
+
 def constrain(tree: Any, mesh: Mesh | None) -> Any:
     """Inside jit: split every leaf of `tree` along its leading axis (a population made inside a jitted
     generation); no-op without a mesh."""

@@ -6,6 +6,7 @@ import html
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,8 +14,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rewire.hosts import is_writer  # noqa: E402
+
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 STYLES = ["-", "--", ":", "-."]  # with the colours, every line stays visible where lines coincide
+
+
+def _savefig(fig: Any, path: str | Path) -> None:
+    """Save a figure (process 0 alone, in a job of several processes: `rewire.hosts`)."""
+    if is_writer():
+        fig.savefig(path)
 
 
 def reached(demos: int | None) -> str:
@@ -73,7 +82,7 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    _savefig(fig, path)
     plt.close(fig)
     return Path(path)
 
@@ -109,7 +118,7 @@ def plot_dataset(states: np.ndarray, targets: np.ndarray, discrete: bool, env: s
     ax_p.set(xlabel=axes[0], ylabel=axes[1], title="states, coloured by action")
     fig.colorbar(sc, ax=ax_p, fraction=0.046, label=label)
     fig.tight_layout()
-    fig.savefig(path)
+    _savefig(fig, path)
     plt.close(fig)
     return path
 
@@ -128,7 +137,7 @@ def plot_digits(images: np.ndarray, images_per_class: int, path: Path) -> Path:
             ax.set_title(str(i))
     fig.suptitle("distilled digits (label = column)")
     fig.tight_layout()
-    fig.savefig(path)
+    _savefig(fig, path)
     plt.close(fig)
     return path
 
@@ -238,7 +247,7 @@ def plot_amf(result: dict, folder: Path, env: str = "reach2d", tasks: int = 24) 
         ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars
     fig.tight_layout()
     path = folder / "amf_tasks_asked.png"
-    fig.savefig(path)
+    _savefig(fig, path)
     plt.close(fig)
     return paths + [path]
 
@@ -267,7 +276,7 @@ def plot_unlearn(result: dict, folder: Path) -> list[Path]:
     ax.legend(frameon=False, fontsize=6, ncol=2)
     fig.tight_layout()
     paths = [folder / "unlearn_cost.png"]
-    fig.savefig(paths[0])
+    _savefig(fig, paths[0])
     plt.close(fig)
     from rewire.unlearn.tree import BONUSES
 

@@ -19,6 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+import jax
+
+from rewire.hosts import agree, barrier, is_writer
 from rewire.store import input_file, write_bytes
 
 RECORD = "config.json"
@@ -207,7 +210,7 @@ def fresh_run_path(root: str | os.PathLike, prefix: str) -> Path:
     path, i = root / f"{prefix}-{stamp}", 1
     while path.exists():
         path, i = root / f"{prefix}-{stamp}-{i}", i + 1
-    return path
+    return Path(agree(str(path)))  # in a job of several processes, process 0's choice
 
 
 def create_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
@@ -246,9 +249,14 @@ def start_run_dir(
     a run of the same config, seed and `extra`, that run (the run loop then resumes its checkpoint). A
     different run there is refused."""
     if directory is None:
+        if jax.process_count() > 1:
+            raise ValueError("a job of several processes needs a run directory they share (out=...)")
         directory = tempfile.mkdtemp(prefix=f"rewire-{prefix}-")
     directory = Path(directory)
-    if (directory / RECORD).exists():
+    barrier("run directory: look")  # every process sees the directory as it was before anyone made it
+    exists = (directory / RECORD).exists()
+    barrier("run directory: looked")
+    if exists:
         record = read_run_record(directory)
         want = to_jsonable({"config": config, "seed": seed} | extra)
         if {k: record.get(k) for k in want} != want:
@@ -261,7 +269,10 @@ def start_run_dir(
         if not (staging / RECORD).exists():
             record_run(staging, config, seed, **extra)
 
-    return create_dir(directory, first_files)
+    if is_writer():
+        directory = create_dir(directory, first_files)
+    barrier("run directory: made")
+    return directory
 
 
 def read_run_record(run_dir: str | os.PathLike) -> dict:

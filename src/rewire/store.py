@@ -10,6 +10,7 @@ parsed from their NumPy header with pickling off, metadata is JSON, and a file t
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -24,6 +25,8 @@ from typing import Any, BinaryIO
 import jax
 import numpy as np
 from flax import serialization
+
+from rewire.hosts import is_writer
 
 FORMAT = "rewire"
 VERSION = 1
@@ -93,7 +96,11 @@ def commit(tmp: Path, path: Path) -> Path:
 @contextmanager
 def atomic(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write `path` through: a temporary sibling, fsynced and renamed into place when the
-    block ends, removed if it raises."""
+    block ends, removed if it raises. In a job of several processes only process 0 writes (`rewire.hosts`):
+    the others write into a sink."""
+    if not is_writer():
+        yield io.BytesIO()
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)

@@ -2,39 +2,44 @@
 
 from __future__ import annotations
 
-from rewire.cli import amf, bench, calql, data, demo, edit, hades, sweep, unlearn
-from rewire.cli.common import command_group
+import sys
+from typing import Any
 
-app = command_group(
-    help="rewire: change what a trained agent or network knows after training.",
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(data.app, name="data", help="Generate and inspect offline RL datasets (NPZ, HDF5).")
-app.add_typer(calql.app, name="calql", help="Cal-QL / CQL: offline pre-training, then online fine-tuning.")
-app.add_typer(
-    hades.app, name="hades", help="HaDES: distil behaviour (or digits) into a few synthetic samples."
-)
-app.add_typer(
-    amf.app, name="amf", help="AMF: spend a demonstration budget where a multi-task policy is most unsure."
-)
-app.add_typer(
-    unlearn.app, name="unlearn", help="Exact unlearning in online tabular RL: simulate, delete users, verify."
-)
-app.add_typer(edit.app, name="edit", help="MaskWorld/ShiftWorld: train an RL policy that edits a classifier.")
-app.add_typer(bench.app, name="bench", help="Benchmarks that write JSON results (medians over seeds).")
-app.command(
-    "sweep",
-    help="Run a command over a grid of flag values (submitit jobs); restart skips finished points.",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)(sweep.sweep)
-app.command(
-    "demo", help="Short run of every system against its baseline; writes runs/demo-<time>/report.html."
-)(demo.demo)
+JOB_FLAGS = ("--coordinator", "--num-processes", "--process-id")
+
+
+def job_flags(argv: list[str]) -> dict[str, str]:
+    """The values of `JOB_FLAGS` in `argv` (`--flag value` or `--flag=value`)."""
+    found = {}
+    for i, arg in enumerate(argv):
+        name, sep, value = arg.partition("=")
+        if name in JOB_FLAGS:
+            found[name] = value if sep else (argv[i + 1] if i + 1 < len(argv) else "")
+    return found
 
 
 def main() -> None:
+    from rewire.hosts import initialize
     from rewire.jaxcache import enable_compilation_cache
 
+    flags = job_flags(
+        sys.argv[1:]
+    )  # join the job before anything starts JAX's backend (gymnax's import does)
+    try:
+        n, i = (int(flags[k]) if k in flags else None for k in ("--num-processes", "--process-id"))
+        initialize(flags.get("--coordinator"), n, i)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     enable_compilation_cache()
+    from rewire.cli.app import app
+
     app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # `from rewire.cli import app`
+        from rewire.cli.app import app
+
+        return app
+    raise AttributeError(f"module 'rewire.cli' has no attribute {name!r}")

@@ -38,7 +38,16 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # what a resumed run may be given besides `extendable`
-RESUME_FLAGS = ("resume", "quiet", "checkpoint_every", "tensorboard", "devices")
+RESUME_FLAGS = (
+    "resume",
+    "quiet",
+    "checkpoint_every",
+    "tensorboard",
+    "devices",
+    "coordinator",
+    "num_processes",
+    "process_id",
+)
 
 
 # The options every training command shares (the run directory, resume, checkpoints, progress, events)
@@ -51,6 +60,9 @@ DEVICES = typer.Option(
     "--devices",
     help="Devices to split the run's batched axis over: a number, or all (as many as divide it).",
 )
+COORDINATOR = typer.Option(None, help="HOST:PORT of process 0, for a job of several processes (hosts).")
+NUM_PROCESSES = typer.Option(None, help="Processes in the job (with --coordinator).")
+PROCESS_ID = typer.Option(None, help="This process's index, 0..N-1 (with --coordinator).")
 TENSORBOARD = typer.Option(
     False, "--tensorboard", help="Also write the metrics as TensorBoard events in the run's tensorboard/."
 )

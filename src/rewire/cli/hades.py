@@ -11,8 +11,11 @@ import typer
 
 from rewire.cli.common import (
     CHECKPOINT_EVERY,
+    COORDINATOR,
     DEVICES,
+    NUM_PROCESSES,
     OUT,
+    PROCESS_ID,
     QUIET,
     RESUME,
     TENSORBOARD,
@@ -51,6 +54,9 @@ def distill(
     quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
     devices: str = DEVICES,
+    coordinator: str = COORDINATOR,
+    num_processes: int = NUM_PROCESSES,
+    process_id: int = PROCESS_ID,
 ) -> None:
     from rewire.hades.core import default_config
     from rewire.hades.run import fit

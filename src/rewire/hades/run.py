@@ -28,6 +28,7 @@ from rewire.hades.core import (
 )
 from rewire.hades.dataset import load_synthetic, save_synthetic
 from rewire.hades.evolution import Evolution
+from rewire.hosts import barrier
 from rewire.loop import Loop, Stopwatch
 from rewire.mesh import Devices, batch_mesh
 from rewire.result import Result
@@ -244,6 +245,7 @@ def _finish(run: EvolutionRun, directory: Path, watch: Stopwatch) -> HadesResult
         },
     )
     dataset_figure(jax.device_get(run.evolution.mean()), run.task, directory / "dataset.png")
+    barrier("hades: finished")  # the files are there for every process to read
     return HadesResult(directory, run)
 
 
