@@ -32,14 +32,14 @@ def main() -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     enable_compilation_cache()
-    from rewire.cli.app import app
+    from rewire.cli.commands import app
 
     app()
 
 
 def __getattr__(name: str) -> Any:
     if name == "app":  # `from rewire.cli import app`
-        from rewire.cli.app import app
+        from rewire.cli.commands import app
 
         return app
     raise AttributeError(f"module 'rewire.cli' has no attribute {name!r}")
