@@ -4,6 +4,13 @@ import pytest
 
 from rewire.jaxcache import enable_compilation_cache
 
+# Under pytest-xdist (`make test` runs two workers) each worker, and every process its tests start, keeps
+# its own compilation cache: JAX does not write cache entries atomically, so two processes must not write
+# one entry at once.
+_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _worker:
+    _base = os.environ.get("REWIRE_JAX_CACHE") or os.path.expanduser("~/.cache/rewire/jax")
+    os.environ["REWIRE_JAX_CACHE"] = os.path.join(_base, _worker)
 enable_compilation_cache(os.environ.get("REWIRE_JAX_CACHE"))
 
 
