@@ -53,15 +53,3 @@ def read_events(folder) -> dict[str, list[tuple[int, float]]]:
             for value in event.summary.value:
                 out.setdefault(value.tag, []).append((event.step, value.simple_value))
     return out
-
-
-TINY_RUNS_USERS = ("test_bad_input", "test_faults", "test_file_safety", "test_resume_flags")
-SHARED_FIXTURES = dict.fromkeys(TINY_RUNS_USERS, "tiny_runs")
-
-
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`--dist loadgroup`), every test file runs on one worker, and the files that use
-    the session's `tiny_runs` share one, so that no fixture is built twice."""
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURES.get(module, module)))
