@@ -48,10 +48,6 @@ class Result:
         path = self.directory / METRICS
         return read_jsonl(path) if path.exists() else []
 
-    def column(self, key: str) -> np.ndarray:
-        """`key` of every metrics row that has it, as float64."""
-        return np.asarray([row[key] for row in self.metrics if key in row], np.float64)
-
     def save(self, directory: str | os.PathLike) -> Path:
         """Copy the whole run to `directory` (made atomically; an existing non-empty one is refused)."""
         return create_dir(directory, lambda into: shutil.copytree(self.directory, into, dirs_exist_ok=True))
