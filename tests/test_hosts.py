@@ -1,6 +1,6 @@
 """Two local processes (2 forced CPU devices each, CPU collectives) joined through `--coordinator` run a
-HaDES job, checkpoint, and resume it as a job of two processes; the results equal one process with 4
-devices. Only process 0 writes (one metrics row per generation)."""
+HaDES job and a Cal-QL job (its agents split across the processes), checkpoint, and resume them as jobs of
+two processes; the results equal one process with 4 devices. Only process 0 writes."""
 
 import json
 import os
@@ -13,6 +13,8 @@ import numpy as np
 CODE = "from rewire.cli import main; main()"
 DISTILL = ["hades", "distill", "--quiet", "--checkpoint-every", "0"]
 NEW = ["--popsize", "8"]
+TRAIN = ["calql", "train", "--quiet", "--checkpoint-every", "0", "--seeds", "2", "--offline-steps", "100"]
+TINY = ["--offline-eval-every", "100", "--eval-every", "50", "--hidden", "16,16", "--batch-size", "32"]
 
 
 def free_port() -> int:
@@ -67,3 +69,16 @@ def test_two_processes_checkpoint_resume_and_match_one_process_with_four_devices
     with np.load(two / "dataset.npz") as x, np.load(one / "dataset.npz") as y:
         np.testing.assert_allclose(x["states"], y["states"], rtol=1e-5, atol=1e-6)
     assert (two / "metrics.jsonl").read_text() == (one / "metrics.jsonl").read_text()
+
+
+def test_cal_ql_split_over_two_processes_resumes_and_matches_one_process_with_four_devices(tmp_path):
+    finished(job([*TRAIN, *TINY, "--online-steps", "50", "--out", str(tmp_path / "two")], 2, 2))
+    two = run_dir(tmp_path / "two")
+    resume = ["calql", "train", "--resume", str(two), "--online-steps", "100", "--quiet"]
+    finished(job([*resume, "--checkpoint-every", "0"], 2, 2))
+    finished(job([*TRAIN, *TINY, "--online-steps", "100", "--out", str(tmp_path / "one")], 1, 4))
+    one = run_dir(tmp_path / "one")
+    assert (two / "metrics.jsonl").read_text() == (one / "metrics.jsonl").read_text()
+    a, b = (json.loads((d / "results.json").read_text()) for d in (two, one))
+    assert a["agents"] == b["agents"] and a["curves"] == b["curves"]
+    assert a["curves"]["online"]["steps"] == [0, 50, 100]

@@ -19,7 +19,7 @@ def calql_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]
     from rewire.bench.calql import run_calql_benchmark
     from rewire.report import plot_calql
 
-    result, _ = run_calql_benchmark("demo", seed=seed, layout="umaze", quiet=quiet)
+    result, _ = run_calql_benchmark("demo", seed=seed, layout="umaze", quiet=quiet, throughput=False)
     images = [p.name for p in plot_calql(result["curves"], list(result["methods"]), run_dir)]
     m = result["methods"]
     cols = [

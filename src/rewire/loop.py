@@ -26,7 +26,7 @@ import numpy as np
 from jax import monitoring
 
 from rewire import store
-from rewire.hosts import is_writer
+from rewire.hosts import decide, is_writer
 from rewire.progress import progress_bar
 from rewire.runs import to_jsonable
 
@@ -234,12 +234,13 @@ class Loop:
         store.write_bytes(metrics, data)
 
     def save(self) -> Path | None:
-        """Checkpoint now: flush and fsync the metrics stream, then write the state atomically."""
+        """Checkpoint now: flush and fsync the metrics stream, then write the state atomically. Every process
+        of a job takes the snapshot (a state split across them is gathered); process 0 alone writes it."""
         path = self.checkpoint_path
-        if path is None or not is_writer():
+        if path is None:
             return path
         size = 0
-        if self.metrics_path.exists():
+        if is_writer() and self.metrics_path.exists():
             with open(self.metrics_path, "rb+") as f:
                 os.fsync(f.fileno())
                 size = f.seek(0, os.SEEK_END)
@@ -274,7 +275,8 @@ class Loop:
                 steps += 1
                 self._emit(rows)
                 bar.advance(task.done - before, task.note())
-                if self.directory is not None and time.monotonic() - last_save >= self.every:
+                due = time.monotonic() - last_save >= self.every
+                if self.directory is not None and decide(due):  # process 0's clock decides for the job
                     self.save()
                     last_save = time.monotonic()
         self.save()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 AXIS = "batch"
@@ -72,3 +73,21 @@ def constrain(tree: Any, mesh: Mesh | None) -> Any:
         return tree
     split = NamedSharding(mesh, PartitionSpec(AXIS))
     return jax.tree.map(lambda leaf: jax.lax.with_sharding_constraint(leaf, split), tree)
+
+
+def fetch(tree: Any) -> Any:
+    """Every leaf of `tree` as a NumPy array on the host (typed PRNG keys as their key data). A leaf split
+    across the processes of a job is gathered from all of them: a collective, so every process calls
+    `fetch` at the same point of the same program."""
+
+    def data(leaf: Any) -> Any:
+        keys = isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+        return jax.random.key_data(leaf) if keys else leaf
+
+    tree = jax.tree.map(data, tree)
+    split = [x for x in jax.tree.leaves(tree) if isinstance(x, jax.Array) and not x.is_fully_addressable]
+    if split:
+        from jax.experimental import multihost_utils
+
+        tree = multihost_utils.process_allgather(tree, tiled=True)
+    return jax.tree.map(np.asarray, tree)

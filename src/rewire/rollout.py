@@ -3,10 +3,8 @@
 `JaxRunner` steps JAX environments inside one jitted scan, vmapped over agents (and over episodes for
 evaluation). `GymRunner` steps Gymnasium environments in lockstep with one jitted, vmapped policy call per
 step. Both return NumPy arrays shaped (agents, steps, ...), actions in the unit box [-1, 1].
-`EpisodeAssembler` cuts collected chunks into finished episodes, so that only whole episodes, with their
-Monte-Carlo labels, ever reach a replay buffer.
 
-Both runners and the assembler save their state as named arrays (`snapshot`/`restore`, for the run loop's
+Both runners save their state as named arrays (`snapshot`/`restore`, for the run loop's
 checkpoints). A Gymnasium environment is never pickled: each episode starts from `reset(seed=...)` with a
 seed derived from the runner's seed, the environment's index and the episode's number, so a resumed runner
 rebuilds every environment from its id, that seed and the actions taken since the reset.
@@ -25,6 +23,7 @@ import numpy as np
 from rewire import store
 from rewire.envs import EnvSpec
 from rewire.envs.control import ControlTask
+from rewire.mesh import fetch
 
 # act_fn(policy_params, obs, key, deterministic) -> action in [-1, 1]^A, for one agent and one observation.
 ActFn = Callable[[Any, jax.Array, jax.Array, bool], jax.Array]
@@ -112,14 +111,14 @@ class JaxRunner:
         self.env_state, self.obs, traj = self._collect(
             num_steps, policy_params, self.env_state, self.obs, keys
         )
-        return {k: np.asarray(v) for k, v in traj.items()}
+        return fetch(traj)
 
     def evaluate(self, policy_params: Any, key: jax.Array, episodes: int) -> dict[str, np.ndarray]:
         """Deterministic-policy episodes per agent: arrays (agents, episodes)."""
-        return {k: np.asarray(v) for k, v in self._evaluate(policy_params, key, episodes).items()}
+        return fetch(self._evaluate(policy_params, key, episodes))
 
     def snapshot(self) -> dict[str, np.ndarray]:
-        return {"obs": np.asarray(self.obs)} | store.flatten(self.env_state, "env_state")
+        return {"obs": fetch(self.obs)} | store.flatten(fetch(self.env_state), "env_state")
 
     def restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
         template = {"obs": self.obs, "env_state": self.env_state}
@@ -153,7 +152,7 @@ class GymRunner:
         return np.asarray(obs, np.float32)
 
     def _step_all(self, envs, obs, policy_params, key, deterministic):
-        actions = np.asarray(self._act(policy_params, obs, jax.random.split(key, len(envs)), deterministic))
+        actions = fetch(self._act(policy_params, obs, jax.random.split(key, len(envs)), deterministic))
         out = {k: [] for k in TRAJ_KEYS}
         for env, o, a in zip(envs, obs, actions, strict=True):
             o2, r, term, trunc, _ = env.step(self.spec.to_env_action(a))
@@ -247,44 +246,6 @@ class GymRunner:
 
 def make_runner(spec: EnvSpec, act_fn: ActFn, num_agents: int, key: jax.Array) -> JaxRunner | GymRunner:
     return (JaxRunner if spec.is_jax else GymRunner)(spec, act_fn, num_agents, key)
-
-
-class EpisodeAssembler:
-    """Holds each agent's unfinished episode; `add` returns the episodes that a chunk finished."""
-
-    def __init__(self, num_agents: int):
-        self.pending: list[dict[str, np.ndarray] | None] = [None] * num_agents
-
-    def snapshot(self) -> dict[str, np.ndarray]:
-        return {f"{i}/{k}": v for i, ep in enumerate(self.pending) if ep is not None for k, v in ep.items()}
-
-    def restore(self, arrays: dict[str, np.ndarray], source: str) -> None:
-        pending: list[dict[str, np.ndarray] | None] = [None] * len(self.pending)
-        for name, value in arrays.items():
-            index, _, field = name.partition("/")
-            if not index.isdigit() or int(index) >= len(pending) or field not in TRAJ_KEYS:
-                raise store.StoreError(f"{source}: unexpected pending-episode array {name!r}")
-            pending[int(index)] = (pending[int(index)] or {}) | {field: value}
-        for i, ep in enumerate(pending):
-            if ep is not None and (set(ep) != set(TRAJ_KEYS) or len({len(v) for v in ep.values()}) != 1):
-                raise store.StoreError(f"{source}: agent {i}'s pending episode is incomplete")
-        self.pending = pending
-
-    def add(self, traj: dict[str, np.ndarray]) -> list[list[dict[str, np.ndarray]]]:
-        finished: list[list[dict[str, np.ndarray]]] = []
-        for i in range(len(self.pending)):
-            chunk = {k: traj[k][i] for k in TRAJ_KEYS}
-            if self.pending[i] is not None:
-                chunk = {k: np.concatenate([self.pending[i][k], chunk[k]]) for k in TRAJ_KEYS}
-            ends = np.flatnonzero(chunk["terminated"] | chunk["truncated"])
-            episodes, start = [], 0
-            for end in ends:
-                episodes.append({k: v[start : end + 1] for k, v in chunk.items()})
-                start = end + 1
-            rest = {k: v[start:] for k, v in chunk.items()}
-            self.pending[i] = rest if len(rest["reward"]) else None
-            finished.append(episodes)
-        return finished
 
 
 def control_rollout(

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 
 from rewire.calql.presets import PRESETS
-from rewire.calql.trainer import Finetuner
+from rewire.calql.trainer import FinetuneConfig, Finetuner
+from rewire.data.episodes import EpisodeDataset
 from rewire.data.generate import scripted_dataset
 from rewire.envs import make_spec, maze_id
 from rewire.loop import Loop
@@ -24,6 +25,7 @@ METRICS = (
 )
 
 DATASET_EPISODES = 200
+THROUGHPUT_CHUNKS = 10  # online chunks each loop is timed over
 
 
 def run_calql_benchmark(
@@ -33,8 +35,10 @@ def run_calql_benchmark(
     layout: str = "umaze",
     quiet: bool = False,
     devices: Devices = None,
+    throughput: bool = True,
 ) -> tuple[dict, Finetuner]:
-    """Train CQL and Cal-QL (x seeds, one vmapped stack) on a scripted dataset; medians over seeds."""
+    """Train CQL and Cal-QL (x seeds, one vmapped stack) on a scripted dataset; medians over seeds. With
+    `throughput`, also time the online phase's host and device loops on the same agents (`online_loops`)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
     spec = make_spec(maze_id(layout))
@@ -63,6 +67,34 @@ def run_calql_benchmark(
         "versions": versions(),
         "dataset": dataset.summary(),
         "methods": methods,
+        "online_steps_per_s": trainer.online_watch.rate,
         "curves": results["curves"],
     }
+    if throughput:
+        out["online_loops"] = online_loops(trainer.config, dataset, devices)
     return out, trainer
+
+
+def online_loops(
+    config: FinetuneConfig, dataset: EpisodeDataset, devices: Devices = None, chunks: int = THROUGHPUT_CHUNKS
+) -> dict:
+    """Online environment steps per second of the host loop (a round trip per chunk) and of the device loop
+    (one jitted scan up to each evaluation), each over `chunks` chunks from the same fresh agents
+    and data, compilation and evaluations excluded. `host_update_share`: the host loop's share of time in
+    gradient updates, which removing round trips cannot save (fusing them into one call can speed them)."""
+    trainers = {}
+    for loop in ("host", "device"):
+        steps = chunks * config.chunk
+        short = dataclasses.replace(
+            config, offline_steps=0, online_steps=steps, eval_every=steps, online_loop=loop
+        )
+        trainers[loop] = Finetuner(short, dataset, devices=devices)
+        Loop(trainers[loop], quiet=True).run()
+    host, device = (trainers[loop].online_watch for loop in ("host", "device"))
+    return {
+        "host_steps_per_s": host.rate,
+        "device_steps_per_s": device.rate,
+        "device_over_host": device.rate / host.rate,
+        "host_update_share": trainers["host"].update_watch.seconds / host.seconds,
+        "chunks": chunks,
+    }

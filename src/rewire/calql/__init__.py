@@ -5,10 +5,11 @@ the Monte-Carlo return of the data (`cql.losses`, `calibrate`), so the critic st
 High level: `fit(data, env, Config(...))` on your own data (`rewire.data.from_arrays`, or a D4RL/Minari
 file) and env (a Gymnasium id or instance with a Box action space, or a gymnax-style JAX env) returns a
 `CalQLResult`; `result.policy(i)` is a `CalQLPolicy` with `act(obs)` in the env's units. Core: `cql.init`,
-`cql.update`, `cql.act` (pure and jittable; `Finetuner` vmaps them over methods x seeds). Named settings:
-`presets`."""
+`cql.update`, `cql.act` (pure and jittable; `Finetuner` vmaps them over methods x seeds); the online
+phase's episode labelling and buffer insertion, `online` (jittable: on a JAX env the whole online phase
+runs on device, `Config(online_loop=...)`). Named settings: `presets`."""
 
-from rewire.calql import cql, presets
+from rewire.calql import cql, online, presets
 from rewire.calql.cql import AgentState, CQLConfig
 from rewire.calql.run import CalQLPolicy, CalQLResult, fit, resume
 from rewire.calql.trainer import METHODS, DivergedCritic, Finetuner, load_run
@@ -30,6 +31,7 @@ __all__ = [
     "fit",
     "load",
     "load_run",
+    "online",
     "presets",
     "resume",
 ]

@@ -20,7 +20,7 @@ from rewire.calql.trainer import FinetuneConfig, Finetuner, dataset_record, load
 from rewire.data.episodes import EpisodeDataset, load_dataset, save_dataset
 from rewire.envs import EnvSpec, as_spec
 from rewire.loop import Loop
-from rewire.mesh import Devices
+from rewire.mesh import Devices, fetch
 from rewire.result import Result
 from rewire.runs import config_from_json, read_json, record_run, start_run_dir, write_json
 
@@ -98,7 +98,7 @@ class CalQLResult(Result):
         if self.trainer is None:  # a loaded run on a built-in env: rebuilt from its record and checkpoint
             self.trainer = load_run(self.directory)
         trainer = self.trainer
-        actor = jax.tree.map(lambda x: jnp.asarray(x[index]), trainer.states.params["actor"])
+        actor = jax.tree.map(lambda x: jnp.asarray(x[index]), fetch(trainer.states.params["actor"]))
         return CalQLPolicy(trainer.config.agent, actor, trainer.spec.action_low, trainer.spec.action_high)
 
     def plot(self, key: str = "return", path: str | os.PathLike | None = None) -> Path:

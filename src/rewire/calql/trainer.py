@@ -8,8 +8,10 @@ loop checkpoints and resumes.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +20,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewire import store
-from rewire.buffer import Transition, buffer_add, buffer_from_transitions, buffer_init
+from rewire.buffer import buffer_from_transitions, buffer_init
 from rewire.calql import cql
 from rewire.calql.metrics import cumulative_regret, dip_depth
+from rewire.calql.online import LabelRule, absorb, pending_init
 from rewire.data.episodes import (
-    ACTION_CLIP,
     EpisodeDataset,
     episodes_to_transitions,
-    label_rewards,
     load_dataset,
     truncation_tail,
     validate_episodes,
 )
 from rewire.envs import EnvSpec, make_spec
 from rewire.loop import CHECKPOINT, Stopwatch, read_checkpoint
-from rewire.mesh import Devices, batch_mesh, place, replicate
-from rewire.rollout import EpisodeAssembler, make_runner
+from rewire.mesh import Devices, batch_mesh, fetch, place, replicate
+from rewire.rollout import make_runner, scan_steps
 from rewire.runs import RECORD, config_from_json, file_record, read_run_record, write_json
 
 METHODS: dict[str, bool] = {"cql": False, "calql": True}
 """Each method and whether it turns on Cal-QL's calibration (the Monte-Carlo floor)."""
+
+ONLINE_LOOPS = ("auto", "device", "host")
+"""Where the online phase runs: "device", collection, labelling, insertion and updates of many chunks in one
+jitted scan (JAX envs only); "host", a round trip per chunk (any env); "auto", "device" for JAX envs."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,11 @@ class FinetuneConfig:
     offline_block: int = 500  # fused updates per jitted call
     online_capacity: int = 100_000
     probe_size: int = 2_048
+    online_loop: str = "auto"  # ONLINE_LOOPS
 
     def validate(self) -> None:
+        if self.online_loop not in ONLINE_LOOPS:
+            raise ValueError(f"online_loop must be one of {ONLINE_LOOPS}, got {self.online_loop!r}")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
@@ -122,11 +130,23 @@ class Finetuner:
             env_id=self.spec.env_id,
             agent=dataclasses.replace(config.agent, obs_dim=self.spec.obs_dim, act_dim=self.spec.act_dim),
         )
+        if self.config.online_loop == "device" and not self.spec.is_jax:
+            raise ValueError(f"online_loop 'device' needs a JAX env; {self.spec.env_id} is a Gymnasium env")
+        self.on_device = self.config.online_loop != "host" and self.spec.is_jax
         self.scale, self.bias = self.config.scales(self.spec)
         gamma = self.config.agent.discount
         # the floor's value after a truncated end, offline and online alike (see `mc_returns`)
         self.tail = truncation_tail(dataset.episodes, gamma, self.scale, self.bias)
         data = episodes_to_transitions(dataset.episodes, self.spec, gamma, self.scale, self.bias, self.tail)
+        self.rule = LabelRule(
+            gamma,
+            self.scale,
+            self.bias,
+            self.tail,
+            self.spec.sparse,
+            self.spec.failure_reward * self.scale + self.bias,
+            self.spec.horizon,
+        )
         # |Q| of any policy is at most max|r| / (1 - gamma); far beyond that the critic has diverged
         self.q_limit = 10.0 * float(np.abs(data.reward).max()) / (1.0 - gamma) + 1.0
         self.offline = replicate(buffer_from_transitions(data), self.mesh)
@@ -142,8 +162,10 @@ class Finetuner:
         self.agent_labels = [f"{m}/seed{s}" for m in config.methods for s in range(config.seeds)]
         self.root = jax.random.PRNGKey(config.seed)
         self.update_watch = Stopwatch()  # gradient updates of this process, compilation excluded
-        self._add = jax.jit(jax.vmap(buffer_add))
+        self.online_watch = Stopwatch()  # online chunks (collection to updates), evaluations excluded
+        self._absorb = jax.jit(jax.vmap(partial(absorb, rule=self.rule)))
         self.init()
+        self._segment = self._make_segment() if self.on_device else None
 
     def init(self) -> None:
         """Fresh agents, empty online buffers, environments reset, nothing evaluated."""
@@ -152,13 +174,15 @@ class Finetuner:
         seed_keys = jax.random.split(jax.random.fold_in(self.root, 0), config.seeds)
         keys = jnp.concatenate([seed_keys] * len(config.methods))
         self.states = jax.vmap(lambda k, f: cql.init(k, self.config.agent, f))(keys, jnp.asarray(self.flags))
-        cap = max(config.online_capacity, config.chunk + self.spec.horizon)
-        self.online = jax.vmap(lambda _: buffer_init(self.spec.obs_dim, self.spec.act_dim, cap))(
+        cap = max(config.online_capacity, self.spec.horizon)
+        spec = self.spec
+        self.online = jax.vmap(lambda _: buffer_init(spec.obs_dim, spec.act_dim, cap))(jnp.arange(num))
+        self.pending = jax.vmap(lambda _: pending_init(spec.obs_dim, spec.act_dim, spec.horizon))(
             jnp.arange(num)
         )
-        self.states, self.online = place((self.states, self.online), self.mesh)
+        self.states, self.online, self.pending = place((self.states, self.online, self.pending), self.mesh)
         self.runner = make_runner(self.spec, self.act_fn, num, jax.random.fold_in(self.root, 1))
-        self.assembler = EpisodeAssembler(num)
+        self._place_runner()
         self.key = jax.random.fold_in(self.root, 2)
         self.offline_done = 0
         self.online_done = 0
@@ -168,6 +192,13 @@ class Finetuner:
         self.switch_probe: dict | None = None
 
     # ------------------------------------------------------------------------------------------- pieces
+
+    def _place_runner(self) -> None:
+        """The device loop's environments live beside their agents."""
+        if self.on_device:
+            self.runner.env_state, self.runner.obs = place(
+                (self.runner.env_state, self.runner.obs), self.mesh
+            )
 
     def act_fn(self, actor_params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         return cql.act(self.config.agent, actor_params, obs, key, deterministic)
@@ -181,19 +212,62 @@ class Finetuner:
             states, metrics = cql.train_steps(
                 self.states, self.offline, self.online, self.config.agent, num_steps, mixing
             )
-            metrics = jax.device_get(metrics)
+            metrics = fetch(metrics)
+        phase = "online" if self.offline_done >= self.config.offline_steps else "offline"
+        self._check(metrics, f"{phase} step {self.online_done if phase == 'online' else self.offline_done}")
+        self.states = states
+        return {k: np.asarray(v).tolist() for k, v in metrics.items()}
+
+    def _check(self, metrics: dict, where: str) -> None:
+        """Raise `DivergedCritic` if a block's metrics (per agent) show a diverged critic."""
         loss, q = np.asarray(metrics["critic_loss"]), np.asarray(metrics["q_data"])
         bad = ~np.isfinite(loss) | ~np.isfinite(q) | (np.abs(q) > self.q_limit)
         if bad.any():
-            phase = "online" if self.offline_done >= self.config.offline_steps else "offline"
-            where = f"{phase} step {self.online_done if phase == 'online' else self.offline_done}"
             agents = [f"{self.agent_labels[i]} (mean Q {q[i]:.3g})" for i in np.flatnonzero(bad)]
             raise DivergedCritic(
                 f"the critic diverged after {where}: {', '.join(agents)}; |Q| cannot exceed "
                 f"{(self.q_limit - 1.0) / 10.0:.3g} for these rewards. Lower the learning rates or tau"
             )
-        self.states = states
-        return {k: np.asarray(v).tolist() for k, v in metrics.items()}
+
+    def _make_segment(self):
+        """The jitted device loop: `num_chunks` chunks of collection, labelling, insertion and UTD updates,
+        each exactly as the host loop runs them."""
+        cfg, runner, num = self.config, self.runner, len(self.flags)
+        collect = jax.vmap(
+            partial(
+                scan_steps,
+                runner.env,
+                runner.env_params,
+                self.act_fn,
+                False,
+                cfg.chunk,
+                to_env_action=self.spec.to_env_action_jax,
+            )
+        )
+        add = jax.vmap(partial(absorb, rule=self.rule))
+
+        def segment(num_chunks: int, offline: Any, *carry: Any) -> tuple[tuple, dict]:
+            def train(states: cql.AgentState, online: Any, mixing: float) -> tuple[cql.AgentState, dict]:
+                return cql.train_steps(states, offline, online, cfg.agent, cfg.chunk * cfg.utd, mixing)
+
+            def one_chunk(carry: tuple, _: None) -> tuple[tuple, dict]:
+                states, online, pending, env_state, obs, key = carry
+                key, k = jax.random.split(key)  # as `_next_key` draws the host loop's chunk key
+                keys = jax.random.split(k, num)
+                env_state, obs, traj = collect(states.params["actor"], env_state, obs, keys)
+                pending, online = add(pending, online, traj)
+                if cfg.online_warmup == 0:
+                    states, metrics = train(states, online, cfg.mixing)
+                else:  # online samples enter batches once every buffer holds `online_warmup` transitions
+                    warm = jnp.min(online.size) >= cfg.online_warmup
+                    states, metrics = jax.lax.cond(
+                        warm, lambda: train(states, online, cfg.mixing), lambda: train(states, online, 1.0)
+                    )
+                return (states, online, pending, env_state, obs, key), metrics
+
+            return jax.lax.scan(one_chunk, carry, None, length=num_chunks)
+
+        return jax.jit(segment, static_argnums=0)
 
     def _evaluate(self, phase: str, step: int) -> dict:
         res = self.runner.evaluate(self.states.params["actor"], self._next_key(), self.config.eval_episodes)
@@ -205,40 +279,6 @@ class Finetuner:
         }
         self.history.append(record)
         return record
-
-    def _insert(self, finished: list[list[dict[str, np.ndarray]]]) -> None:
-        length = self.config.chunk + self.spec.horizon
-        num = len(finished)
-        items = {
-            f: np.zeros((num, length) + shape, np.float32)
-            for f, shape in (
-                ("obs", (self.spec.obs_dim,)),
-                ("action", (self.spec.act_dim,)),
-                ("reward", ()),
-                ("next_obs", (self.spec.obs_dim,)),
-                ("terminal", ()),
-                ("mc_return", ()),
-            )
-        }
-        counts = np.zeros(num, np.int32)
-        gamma = self.config.agent.discount
-        for i, episodes in enumerate(finished):
-            for ep in episodes:
-                rewards, returns = label_rewards(
-                    ep["reward"], ep["terminated"], self.spec, gamma, self.scale, self.bias, self.tail
-                )
-                rows = slice(counts[i], counts[i] + len(rewards))
-                items["obs"][i, rows] = ep["obs"]
-                items["action"][i, rows] = np.clip(ep["action"], -ACTION_CLIP, ACTION_CLIP)
-                items["reward"][i, rows] = rewards
-                items["next_obs"][i, rows] = ep["next_obs"]
-                items["terminal"][i, rows] = ep["terminated"]
-                items["mc_return"][i, rows] = returns
-                counts[i] += len(rewards)
-        if counts.any():
-            self.online = self._add(
-                self.online, Transition(**{k: jnp.asarray(v) for k, v in items.items()}), jnp.asarray(counts)
-            )
 
     def _eval_note(self, record: dict) -> str:
         key = "success" if self.spec.sparse else "return"
@@ -293,7 +333,7 @@ class Finetuner:
         if self.online_done == 0 and self.switch_probe is None:
             self.switch_probe = {
                 k: np.asarray(v).tolist()
-                for k, v in cql.calibration_probe(self.states, self.probe, cfg.agent).items()
+                for k, v in fetch(cql.calibration_probe(self.states, self.probe, cfg.agent)).items()
             }
             rows.append({"kind": "probe", "step": 0, **self.switch_probe})
         at_end = self.online_done >= cfg.online_steps
@@ -303,12 +343,37 @@ class Finetuner:
                 self.next_online_eval += cfg.eval_every
         if at_end:
             return rows
-        traj = self.runner.collect(self.states.params["actor"], self._next_key(), cfg.chunk)
-        self._insert(self.assembler.add(traj))
-        warm = int(np.min(np.asarray(self.online.size))) >= cfg.online_warmup
-        metrics = self._train(cfg.chunk * cfg.utd, cfg.mixing if warm else 1.0)
+        if self.on_device:
+            return rows + self._device_chunks()
+        with self.online_watch.time(cfg.chunk):
+            traj = self.runner.collect(self.states.params["actor"], self._next_key(), cfg.chunk)
+            self.pending, self.online = self._absorb(self.pending, self.online, traj)
+            warm = int(np.min(fetch(self.online.size))) >= cfg.online_warmup
+            metrics = self._train(cfg.chunk * cfg.utd, cfg.mixing if warm else 1.0)
         self.online_done += cfg.chunk
         return [*rows, {"kind": "train", "phase": "online", "step": self.online_done, **metrics}]
+
+    def _device_chunks(self) -> list[dict]:
+        """The chunks up to the next evaluation (at most an offline block's worth of updates) in one
+        jitted call: the same chunks, in the same order and with the same keys, as the host loop's."""
+        cfg, runner = self.config, self.runner
+        due = min(self.next_online_eval, cfg.online_steps) - self.online_done
+        most = max(1, cfg.offline_block // (cfg.chunk * cfg.utd))
+        num = min(most, max(1, math.ceil(due / cfg.chunk)))
+        carry = (self.states, self.online, self.pending, runner.env_state, runner.obs, self.key)
+        with self.online_watch.time(num * cfg.chunk):
+            carry, metrics = self._segment(num, self.offline, *carry)
+            metrics = fetch(metrics)
+        rows = []
+        for c in range(num):
+            chunk_metrics = {k: v[c] for k, v in metrics.items()}
+            self._check(chunk_metrics, f"online step {self.online_done + c * cfg.chunk}")
+            step = self.online_done + (c + 1) * cfg.chunk
+            row = {k: np.asarray(v).tolist() for k, v in chunk_metrics.items()}
+            rows.append({"kind": "train", "phase": "online", "step": step, **row})
+        self.states, self.online, self.pending, runner.env_state, runner.obs, self.key = carry
+        self.online_done += num * cfg.chunk
+        return rows
 
     def note(self) -> str:
         return self._eval_note(self.history[-1]) if self.history else ""
@@ -374,11 +439,11 @@ class Finetuner:
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
         arrays = (
-            store.flatten(self.states, "agents")
-            | store.flatten(self.online, "online")
+            store.flatten(fetch(self.states), "agents")
+            | store.flatten(fetch(self.online), "online")
             | {"key": np.asarray(self.key)}
             | {f"runner/{k}": v for k, v in self.runner.snapshot().items()}
-            | {f"pending/{k}": v for k, v in self.assembler.snapshot().items()}
+            | store.flatten(fetch(self.pending), "pending")
         )
         meta = {name: getattr(self, name) for name in self._COUNTERS}
         return arrays, meta | {"history": self.history, "switch_probe": self.switch_probe}
@@ -390,13 +455,18 @@ class Finetuner:
             raise store.StoreError(f"{source}: the checkpoint lacks the trainer's counters")
         if not isinstance(meta.get("history"), list):
             raise store.StoreError(f"{source}: the checkpoint lacks the evaluation history")
-        template = {"agents": self.states, "online": self.online, "key": self.key}
+        template = {"agents": self.states, "online": self.online, "pending": self.pending, "key": self.key}
         arrays = {k: v for k, v in stored.arrays.items() if k.split("/")[0] in template}
         restored = store.restore(template, arrays, source)
-        self.states, self.online = place((restored["agents"], restored["online"]), self.mesh)
+        lengths = np.asarray(restored["pending"].length)
+        if ((lengths < 0) | (lengths >= self.spec.horizon)).any():
+            raise store.StoreError(f"{source}: a pending episode's length is out of range")
+        self.states, self.online, self.pending = place(
+            (restored["agents"], restored["online"], restored["pending"]), self.mesh
+        )
         self.key = jnp.asarray(restored["key"])
         self.runner.restore(stored.group("runner"), source)
-        self.assembler.restore(stored.group("pending"), source)
+        self._place_runner()
         for name in self._COUNTERS:
             setattr(self, name, meta[name])
         self.history, self.switch_probe = meta["history"], meta.get("switch_probe")

@@ -10,8 +10,11 @@ from rewire.calql import cql
 from rewire.calql.trainer import FinetuneConfig
 from rewire.cli.common import (
     CHECKPOINT_EVERY,
+    COORDINATOR,
     DEVICES,
+    NUM_PROCESSES,
     OUT,
+    PROCESS_ID,
     QUIET,
     RESUME,
     TENSORBOARD,
@@ -61,8 +64,14 @@ def train(
     resume: Path = RESUME,
     checkpoint_every: float = CHECKPOINT_EVERY,
     quiet: bool = QUIET,
+    online_loop: str = typer.Option(
+        "auto", help="Online phase: device (one jitted scan; JAX envs), host (any env), auto."
+    ),
     tensorboard: bool = TENSORBOARD,
     devices: str = DEVICES,
+    coordinator: str = COORDINATOR,
+    num_processes: int = NUM_PROCESSES,
+    process_id: int = PROCESS_ID,
 ) -> None:
     from rewire.calql.run import fit
     from rewire.calql.run import resume as resume_run
@@ -104,6 +113,7 @@ def train(
             utd=utd,
             eval_every=eval_every,
             offline_eval_every=offline_eval_every,
+            online_loop=online_loop,
         )
         config.validate()
         data = scripted_dataset(make_spec(env), 200, seed) if dataset is None else dataset
