@@ -23,38 +23,62 @@ Devices = int | str | None
 
 
 def device_count(devices: Devices, length: int, what: str) -> int:
-    """How many devices an axis of `length` (named `what` in errors) is split over."""
-    available = len(jax.devices())
+    """How many devices an axis of `length` (named `what` in errors) is split over. In a job of several
+    processes every process must hold a share, so the count is a multiple of the process count."""
+    available, processes = len(jax.devices()), jax.process_count()
+    fits = [
+        n
+        for n in range(1, available + 1)
+        if length % n == 0 and n % processes == 0 and n // processes <= jax.local_device_count()
+    ]
     if devices is None or devices == "all":
-        return max(n for n in range(1, min(available, length) + 1) if length % n == 0)
+        if not fits:
+            raise ValueError(f"{what} ({length}) cannot be split evenly over the job's {processes} processes")
+        return max(fits)
     if isinstance(devices, str):
         if not devices.isdigit():
             raise ValueError(f"devices {devices!r}: give a number of devices or 'all'")
         devices = int(devices)
     if not 1 <= devices <= available:
-        raise ValueError(f"devices {devices}: this process has {available} device(s)")
-    if length % devices:
-        fits = [n for n in range(1, available + 1) if length % n == 0]
+        where = "this process has" if processes == 1 else "this job has"
+        raise ValueError(f"devices {devices}: {where} {available} device(s)")
+    if devices not in fits:
         raise ValueError(f"{what} ({length}) do not divide over {devices} devices; choose one of {fits}")
     return devices
 
 
 def batch_mesh(devices: Devices, length: int, what: str) -> Mesh:
-    """A 1-D mesh (axis `AXIS`, Auto) over the devices an axis of `length` is split over."""
+    """A 1-D mesh (axis `AXIS`, Auto) over the devices an axis of `length` is split over: the first ones of
+    each process, as many from each."""
     n = device_count(devices, length, what)
-    return jax.make_mesh((n,), (AXIS,), axis_types=(AxisType.Auto,), devices=jax.devices()[:n])
+    each = n // jax.process_count()
+    chosen: list[jax.Device] = []
+    for p in range(jax.process_count()):
+        chosen += [d for d in jax.devices() if d.process_index == p][:each]
+    return jax.make_mesh((n,), (AXIS,), axis_types=(AxisType.Auto,), devices=chosen)
+
+
+def _put(leaf: Any, sharding: NamedSharding) -> Any:
+    """`leaf` with `sharding`. A mesh spanning several processes is filled from the value every process
+    holds (each takes its share), since `device_put` only reaches this process's devices."""
+    if jax.process_count() == 1 or (isinstance(leaf, jax.Array) and not leaf.is_fully_addressable):
+        return jax.device_put(leaf, sharding)
+    keys = isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+    value = np.asarray(jax.random.key_data(leaf) if keys else leaf)
+    out = jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+    return jax.random.wrap_key_data(out, impl=jax.random.key_impl(leaf)) if keys else out
 
 
 def place(tree: Any, mesh: Mesh) -> Any:
     """`tree` on `mesh`, every leaf split along its leading (batched) axis."""
     split = NamedSharding(mesh, PartitionSpec(AXIS))
-    return jax.tree.map(lambda leaf: jax.device_put(leaf, split), tree)
+    return jax.tree.map(lambda leaf: _put(leaf, split), tree)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """`tree` whole on every device of `mesh` (data every shard reads: an offline buffer, a probe set)."""
     whole = NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(lambda leaf: jax.device_put(leaf, whole), tree)
+    return jax.tree.map(lambda leaf: _put(leaf, whole), tree)
 
 
 def whole(tree: Any, mesh: Mesh | None) -> Any:

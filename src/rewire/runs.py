@@ -187,7 +187,8 @@ def _staged(root: Path, name: str, fill: Callable[[Path], None], place: Callable
 def create_run_dir(root: str | os.PathLike, prefix: str, fill: Callable[[Path], None]) -> Path:
     """Make `root/<prefix>-<YYYYmmdd-HHMMSS>` (suffixed if it exists) atomically: `fill(staging)` writes
     the run's first files into a hidden staging directory, which is then renamed into place. A refused
-    input or a crash leaves no half-made run directory; stagings of dead processes are removed."""
+    input or a crash leaves no half-made run directory; stagings of dead processes are removed. In a job of
+    several processes, process 0 makes it and every process returns its path."""
     root, stamp = Path(root), time.strftime("%Y%m%d-%H%M%S")
 
     def place(staging: Path) -> Path:
@@ -201,7 +202,8 @@ def create_run_dir(root: str | os.PathLike, prefix: str, fill: Callable[[Path], 
                     raise
                 path, i = root / f"{prefix}-{stamp}-{i}", i + 1
 
-    return _staged(root, f"{prefix}-{stamp}", fill, place)
+    made = _staged(root, f"{prefix}-{stamp}", fill, place) if is_writer() else None
+    return Path(agree(str(made)))
 
 
 def fresh_run_path(root: str | os.PathLike, prefix: str) -> Path:

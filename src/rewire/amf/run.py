@@ -16,7 +16,7 @@ from rewire import store
 from rewire.amf.core import AMF, AMFConfig, AMFState, selector_id
 from rewire.envs.multitask import TaskFamily, pretraining_demo_tasks
 from rewire.loop import Loop
-from rewire.mesh import Devices, batch_mesh, place
+from rewire.mesh import Devices, batch_mesh, fetch, place
 from rewire.result import Result
 from rewire.runs import config_from_json, read_json, read_run_record, start_run_dir, write_json
 
@@ -92,7 +92,7 @@ class AMFRun:
         """Pretrain every run and evaluate it (round 0)."""
         with jax.enable_x64(True):
             self.state = place(self._initial_state(), self.mesh)
-            success = np.asarray(self._evaluate(self.state))
+            success = fetch(self._evaluate(self.state))
         self.history = {"success": [success], "tasks": [], "scores": []}
 
     @property
@@ -115,7 +115,7 @@ class AMFRun:
         """One round for every run; raises NonFiniteKernel (state unchanged) if a covariance is not finite."""
         with jax.enable_x64(True):
             state, metrics = self._round(self.state)
-            metrics = jax.tree.map(np.asarray, metrics)
+            metrics = fetch(metrics)
         if not metrics["finite"].all():
             bad = [self.labels[i] for i in np.flatnonzero(~metrics["finite"])]
             raise NonFiniteKernel(
@@ -151,7 +151,9 @@ class AMFRun:
     # -- persistence ------------------------------------------------------------------------------------
     def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
         history = {f"history/{k}": np.stack(v) for k, v in self.history.items() if v}
-        return store.flatten(self.state, "state") | history, {"rounds": self.round}
+        with jax.enable_x64(True):  # the gather keeps the state's float64
+            state = fetch(self.state)
+        return store.flatten(state, "state") | history, {"rounds": self.round}
 
     def restore(self, stored: store.Stored) -> None:
         """The state and history of a checkpoint (bit-identical to a run that never stopped)."""

@@ -8,8 +8,11 @@ import typer
 
 from rewire.cli.common import (
     CHECKPOINT_EVERY,
+    COORDINATOR,
     DEVICES,
+    NUM_PROCESSES,
     OUT,
+    PROCESS_ID,
     QUIET,
     RESUME,
     TENSORBOARD,
@@ -59,6 +62,9 @@ def train_cmd(
     quiet: bool = QUIET,
     tensorboard: bool = TENSORBOARD,
     devices: str = DEVICES,
+    coordinator: str = COORDINATOR,
+    num_processes: int = NUM_PROCESSES,
+    process_id: int = PROCESS_ID,
 ) -> None:
     from rewire.edit.classifier import CLASSES
     from rewire.edit.run import (

@@ -7,7 +7,10 @@ from pathlib import Path
 import typer
 
 from rewire.cli.common import (
+    COORDINATOR,
     DEVICES,
+    NUM_PROCESSES,
+    PROCESS_ID,
     QUIET,
     TENSORBOARD,
     command_group,
@@ -124,6 +127,9 @@ def verify(
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
     quiet: bool = QUIET,
     devices: str = DEVICES,
+    coordinator: str = COORDINATOR,
+    num_processes: int = NUM_PROCESSES,
+    process_id: int = PROCESS_ID,
 ) -> None:
     from rewire.unlearn.session import Setup
     from rewire.unlearn.verify import Verifier

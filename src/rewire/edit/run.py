@@ -37,7 +37,7 @@ from rewire.edit.world import (
     stack_problems,
 )
 from rewire.loop import Loop, Stopwatch
-from rewire.mesh import Devices, batch_mesh, place
+from rewire.mesh import Devices, batch_mesh, fetch, place, replicate
 from rewire.runs import config_from_json, file_record
 
 MODEL_KINDS = {"unlearn": "rewire.edit/digits-mlp", "bias": "rewire.edit/text-bow"}
@@ -184,7 +184,7 @@ class EditorTraining:
 
     def _placed(self, state: PPOState) -> PPOState:
         """The environments' states and observations split over the mesh; the agent whole on each device."""
-        state = jax.tree.map(jnp.asarray, state)
+        state = replicate(jax.tree.map(jnp.asarray, state), self.mesh)
         return state._replace(states=place(state.states, self.mesh), obs=place(state.obs, self.mesh))
 
     @property
@@ -202,7 +202,7 @@ class EditorTraining:
     def step(self) -> list[dict]:
         first = self.done
         self.state, returns = self._updates(self.state, self.params, min(self.chunk, self.total - first))
-        self.returns += np.asarray(returns).tolist()
+        self.returns += fetch(returns).tolist()
         return [
             {"update": first + i + 1, "mean_episode_return": r} for i, r in enumerate(self.returns[first:])
         ]
@@ -211,7 +211,7 @@ class EditorTraining:
         return f"return {self.returns[-1]:.3f}" if self.returns else ""
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], dict]:
-        return store.flatten(self.state, "ppo") | {"returns": np.asarray(self.returns, np.float64)}, {}
+        return store.flatten(fetch(self.state), "ppo") | {"returns": np.asarray(self.returns, np.float64)}, {}
 
     def restore(self, stored: store.Stored) -> None:
         stored.only("ppo", "returns")

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from rewire.mesh import Devices, batch_mesh, place
+from rewire.mesh import Devices, batch_mesh, fetch, place
 from rewire.progress import progress_bar
 from rewire.store import named_leaves
 from rewire.unlearn.learner import LearnerState, StableUCBVI
@@ -163,7 +163,7 @@ class Verifier:
                     state = step(state, jnp.asarray(u, jnp.int32))
             state = self._learn(state, T)
             out = self._outcome(state, jnp.asarray(users[0], jnp.int32))
-            out = {k: np.asarray(v) for k, v in out.items()}
+            out = fetch(out)
         if users[0] == T:
             out.pop("next_policy")  # no user after the newest
         return out
