@@ -1,8 +1,13 @@
 import os
 
-import pytest
+# The suite's runs are tiny, so compiling dominates them: LLVM's cheapest code generation (set before JAX
+# starts its backend, and inherited by every process a test starts) keeps `make test` within its budget.
+# Every invariant compares runs made under the same flags.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
-from rewire.jaxcache import enable_compilation_cache
+import pytest  # noqa: E402
+
+from rewire.jaxcache import enable_compilation_cache  # noqa: E402
 
 # Under pytest-xdist (`make test` runs two workers) each worker, and every process its tests start, keeps
 # its own compilation cache: JAX does not write cache entries atomically, so two processes must not write
@@ -24,11 +29,29 @@ def umaze_dataset():
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
-    """An uninterrupted tiny run of each long-running command, as a subprocess (`rewire.bench.faults`)."""
-    from rewire.bench.faults import SYSTEMS, reference
+    """An uninterrupted tiny run of each long-running command, as a subprocess (`rewire.bench.faults`),
+    made once per session: under pytest-xdist the first worker to ask makes them while the others wait on a
+    lock, then every worker reads them (tests copy a reference before changing anything in it)."""
+    import fcntl
+    import json
+    from pathlib import Path
 
-    work = tmp_path_factory.mktemp("tiny-runs")
-    return {system: reference(system, work) for system in SYSTEMS}
+    from rewire.bench.faults import SYSTEMS, Reference, fingerprint, reference
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if _worker else root  # the workers' temporary folders share their parent
+    index = root / "tiny-runs.json"
+    with open(root / "tiny-runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not index.exists():
+            work = root / "tiny-runs"
+            work.mkdir(exist_ok=True)
+            made = {system: reference(system, work) for system in SYSTEMS}
+            index.write_text(
+                json.dumps({k: [str(r.directory), r.seconds, r.directory_at] for k, r in made.items()})
+            )
+        saved = json.loads(index.read_text())
+    return {k: Reference(Path(d), fingerprint(Path(d)), seconds, at) for k, (d, seconds, at) in saved.items()}
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ SCRIPT = Path(__file__).with_name("four_devices.py")  # run in a subprocess with
 
 @pytest.fixture(scope="module")
 def four_devices():
-    env = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env = os.environ | {"XLA_FLAGS": flags}
     proc = subprocess.run([sys.executable, SCRIPT], capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]

@@ -24,7 +24,8 @@ def free_port() -> int:
 
 
 def job(args: list[str], processes: int, devices: int) -> list[subprocess.CompletedProcess]:
-    env = os.environ | {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    flags = os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
+    env = os.environ | {"XLA_FLAGS": flags}
     if processes == 1:
         return [subprocess.run([sys.executable, "-c", CODE, *args], env=env, capture_output=True, text=True)]
     port = free_port()

@@ -8,8 +8,10 @@ loop checkpoints and resumes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -99,6 +101,57 @@ class FinetuneConfig:
         return scale, bias
 
 
+@functools.cache
+def absorber(rule: LabelRule) -> Callable:
+    """`online.absorb` jitted and vmapped over agents, one per labelling rule (shared by every trainer)."""
+    return jax.jit(jax.vmap(partial(absorb, rule=rule)))
+
+
+_SEGMENTS: dict[tuple, tuple[Callable, Any]] = {}
+
+
+def device_segment(config: FinetuneConfig, rule: LabelRule, spec: EnvSpec) -> Callable:
+    """The jitted device loop, `(num_chunks, offline, states, online, pending, env_state, obs, key)`:
+    `num_chunks` chunks of collection, labelling, insertion and UTD updates, each exactly as the host loop
+    runs them. One per setting and env, so that every trainer of a setting shares its compilation (a
+    user's env object counts by identity, and is held while its loop is)."""
+    cache_key = (config, rule, spec, id(spec.jax_env))
+    if cache_key in _SEGMENTS:
+        return _SEGMENTS[cache_key][0]
+    env, env_params = spec.make_jax()
+    num = len(config.methods) * config.seeds
+
+    def act(actor_params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        return cql.act(config.agent, actor_params, obs, key, deterministic)
+
+    to_env = spec.to_env_action_jax
+    steps = partial(scan_steps, env, env_params, act, False, config.chunk, to_env_action=to_env)
+    collect, add = jax.vmap(steps), jax.vmap(partial(absorb, rule=rule))
+
+    def segment(num_chunks: int, offline: Any, *carry: Any) -> tuple[tuple, dict]:
+        def train(states: cql.AgentState, online: Any, mixing: float) -> tuple[cql.AgentState, dict]:
+            return cql.train_steps(states, offline, online, config.agent, config.chunk * config.utd, mixing)
+
+        def one_chunk(carry: tuple, _: None) -> tuple[tuple, dict]:
+            states, online, pending, env_state, obs, key = carry
+            key, k = jax.random.split(key)  # as `Finetuner._next_key` draws the host loop's chunk key
+            env_state, obs, traj = collect(states.params["actor"], env_state, obs, jax.random.split(k, num))
+            pending, online = add(pending, online, traj)
+            if config.online_warmup == 0:
+                states, metrics = train(states, online, config.mixing)
+            else:  # online samples enter batches once every buffer holds `online_warmup` transitions
+                warm = jnp.min(online.size) >= config.online_warmup
+                states, metrics = jax.lax.cond(
+                    warm, lambda: train(states, online, config.mixing), lambda: train(states, online, 1.0)
+                )
+            return (states, online, pending, env_state, obs, key), metrics
+
+        return jax.lax.scan(one_chunk, carry, None, length=num_chunks)
+
+    _SEGMENTS[cache_key] = (jax.jit(segment, static_argnums=0), spec.jax_env)
+    return _SEGMENTS[cache_key][0]
+
+
 class DivergedCritic(ValueError):
     """A critic's loss or Q-values left the range any policy's values can have; the run stops there."""
 
@@ -163,9 +216,9 @@ class Finetuner:
         self.root = jax.random.PRNGKey(config.seed)
         self.update_watch = Stopwatch()  # gradient updates of this process, compilation excluded
         self.online_watch = Stopwatch()  # online chunks (collection to updates), evaluations excluded
-        self._absorb = jax.jit(jax.vmap(partial(absorb, rule=self.rule)))
+        self._absorb = absorber(self.rule)
         self.init()
-        self._segment = self._make_segment() if self.on_device else None
+        self._segment = device_segment(self.config, self.rule, self.spec) if self.on_device else None
 
     def init(self) -> None:
         """Fresh agents, empty online buffers, environments reset, nothing evaluated."""
@@ -228,46 +281,6 @@ class Finetuner:
                 f"the critic diverged after {where}: {', '.join(agents)}; |Q| cannot exceed "
                 f"{(self.q_limit - 1.0) / 10.0:.3g} for these rewards. Lower the learning rates or tau"
             )
-
-    def _make_segment(self):
-        """The jitted device loop: `num_chunks` chunks of collection, labelling, insertion and UTD updates,
-        each exactly as the host loop runs them."""
-        cfg, runner, num = self.config, self.runner, len(self.flags)
-        collect = jax.vmap(
-            partial(
-                scan_steps,
-                runner.env,
-                runner.env_params,
-                self.act_fn,
-                False,
-                cfg.chunk,
-                to_env_action=self.spec.to_env_action_jax,
-            )
-        )
-        add = jax.vmap(partial(absorb, rule=self.rule))
-
-        def segment(num_chunks: int, offline: Any, *carry: Any) -> tuple[tuple, dict]:
-            def train(states: cql.AgentState, online: Any, mixing: float) -> tuple[cql.AgentState, dict]:
-                return cql.train_steps(states, offline, online, cfg.agent, cfg.chunk * cfg.utd, mixing)
-
-            def one_chunk(carry: tuple, _: None) -> tuple[tuple, dict]:
-                states, online, pending, env_state, obs, key = carry
-                key, k = jax.random.split(key)  # as `_next_key` draws the host loop's chunk key
-                keys = jax.random.split(k, num)
-                env_state, obs, traj = collect(states.params["actor"], env_state, obs, keys)
-                pending, online = add(pending, online, traj)
-                if cfg.online_warmup == 0:
-                    states, metrics = train(states, online, cfg.mixing)
-                else:  # online samples enter batches once every buffer holds `online_warmup` transitions
-                    warm = jnp.min(online.size) >= cfg.online_warmup
-                    states, metrics = jax.lax.cond(
-                        warm, lambda: train(states, online, cfg.mixing), lambda: train(states, online, 1.0)
-                    )
-                return (states, online, pending, env_state, obs, key), metrics
-
-            return jax.lax.scan(one_chunk, carry, None, length=num_chunks)
-
-        return jax.jit(segment, static_argnums=0)
 
     def _evaluate(self, phase: str, step: int) -> dict:
         res = self.runner.evaluate(self.states.params["actor"], self._next_key(), self.config.eval_episodes)
