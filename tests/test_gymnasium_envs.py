@@ -201,3 +201,35 @@ def test_fit_on_a_jax_env_object():
     result = rewire.calql.fit(data, env, config)
     assert len(result.summary["curves"]["online"]["steps"]) == 3
     assert rewire.evaluate(result.policy(0), env, episodes=2)["length"].max() <= 100
+
+
+def test_a_mujoco_maze_trains_by_id_with_its_dict_observations_flattened(tmp_path):
+    import dataclasses
+
+    import gymnasium
+    import pytest
+
+    import rewire
+    from rewire.envs import make_gym
+
+    spec = make_spec("PointMaze_UMaze-v3")
+    # achieved_goal (2), desired_goal (2), observation (4): the Dict's sorted keys, as spaces.flatten orders
+    assert (spec.obs_dim, spec.act_dim, spec.horizon, spec.sparse, spec.is_jax) == (8, 2, 300, True, False)
+    obs, _ = make_gym("PointMaze_UMaze-v3").reset(seed=0)
+    raw_env = gymnasium.make("PointMaze_UMaze-v3", continuing_task=False)
+    raw, _ = raw_env.reset(seed=0)
+    want = np.concatenate([raw["achieved_goal"], raw["desired_goal"], raw["observation"]])
+    np.testing.assert_array_equal(obs, want)
+    assert np.array_equal(gymnasium.spaces.flatten(raw_env.observation_space, raw), want)
+    rng = np.random.default_rng(0)  # 4 random-action episodes of 30 steps, cut by a timeout
+    n = 120
+    obs_rows = np.concatenate([rng.normal(size=(n, 4)), rng.normal(size=(n, 4))], 1).astype(np.float32)
+    timeouts = np.arange(n) % 30 == 29
+    data = rewire.data.from_arrays(obs_rows, rng.uniform(-1, 1, (n, 2)), np.zeros(n), np.zeros(n), timeouts)
+    config = dataclasses.replace(CONFIG, online_steps=50, chunk=25, eval_every=50, offline_steps=50)
+    result = rewire.calql.fit(data, "PointMaze_UMaze-v3", config, out=tmp_path / "run")
+    assert result.record["config"]["env_id"] == "PointMaze_UMaze-v3"
+    assert [r["step"] for r in result.metrics if r["kind"] == "eval" and r["phase"] == "online"] == [0, 50]
+    assert "final_success" in result.summary["agents"][0]  # a sparse task reports success
+    with pytest.raises(ValueError, match="unknown environment id 'PointMaze_Nowhere-v3'"):
+        make_spec("PointMaze_Nowhere-v3")

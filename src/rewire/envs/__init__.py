@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gymnasium
@@ -14,6 +16,7 @@ import numpy as np
 from rewire.envs.pointmaze import LAYOUTS, MazeParams, PointMaze, PointMazeGym
 
 MAZE_PREFIX = "PointMaze-"
+ROBOTICS_MAZES = ("PointMaze_", "AntMaze_")  # gymnasium-robotics' MuJoCo mazes
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ def as_spec(env: Any, horizon: int | None = None) -> EnvSpec:
     if isinstance(env, str):
         return make_spec(env)
     if isinstance(env, gymnasium.Env):
+        env = flat(env)
         pristine = copy.deepcopy(env)
         limit = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else None
         name = env.spec.id if env.spec else type(env.unwrapped).__name__
@@ -129,7 +133,9 @@ def as_spec(env: Any, horizon: int | None = None) -> EnvSpec:
 
 
 def make_spec(env_id: str) -> EnvSpec:
-    """The spec of a maze id (`PointMaze-open-v0`, `PointMaze-umaze-v0`) or of a Gymnasium id."""
+    """The spec of a maze id (`PointMaze-open-v0`, `PointMaze-umaze-v0`) or of a Gymnasium id. The
+    gymnasium-robotics mazes (`PointMaze_UMaze-v3`, `AntMaze_Medium-v5`, ...) are sparse success-terminal
+    tasks; their `...Dense-v*` ids are dense."""
     if env_id.startswith(MAZE_PREFIX):
         layout = maze_layout(env_id)
         if layout not in LAYOUTS:
@@ -138,19 +144,47 @@ def make_spec(env_id: str) -> EnvSpec:
     env = make_gym(env_id)
     try:
         horizon = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
-        return _box_spec(env_id, env.action_space, env.observation_space.shape, horizon)
+        spec = _box_spec(env_id, env.action_space, env.observation_space.shape, horizon)
+        sparse = env_id.startswith(ROBOTICS_MAZES) and "Dense" not in env_id
+        return replace(spec, sparse=True) if sparse else spec
     finally:
         env.close()
 
 
+def flat(env: gymnasium.Env) -> gymnasium.Env:
+    """`env` with Dict observations flattened into one vector, in the order `gymnasium.spaces.flatten` uses
+    (the Dict space's keys, sorted: for the mazes achieved_goal, desired_goal, observation), which is also
+    how rewire flattens a dataset's Dict observations."""
+    if isinstance(env.observation_space, gymnasium.spaces.Dict):
+        return gymnasium.wrappers.FlattenObservation(env)
+    return env
+
+
+def _register_robotics(env_id: str) -> None:
+    """Register gymnasium-robotics' envs (the `mazes` extra), quietly: its import prints a notice about
+    envs rewire does not use."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            import gymnasium_robotics
+    except ImportError:
+        raise ValueError(f"{env_id} needs gymnasium-robotics: pip install 'rewire[mazes]'") from None
+    gymnasium.register_envs(gymnasium_robotics)
+
+
 def make_gym(env_id: str) -> gymnasium.Env:
-    """A Gymnasium env by id (mazes through their Gymnasium wrapper), with a clear error for unknown ids."""
+    """A Gymnasium env by id (mazes through their Gymnasium wrapper), with a clear error for unknown ids.
+    gymnasium-robotics' mazes end an episode at the goal (`continuing_task=False`), as Cal-QL's sparse
+    tasks do."""
+    if env_id.startswith(ROBOTICS_MAZES):
+        _register_robotics(env_id)
     if env_id.startswith(MAZE_PREFIX):
         return gymnasium.wrappers.TimeLimit(
             PointMazeGym(maze_layout(env_id)), MazeParams().max_steps_in_episode
         )
     try:
-        return gymnasium.make(env_id)
+        if env_id.startswith(ROBOTICS_MAZES):
+            return flat(gymnasium.make(env_id, continuing_task=False))
+        return flat(gymnasium.make(env_id))
     except gymnasium.error.DependencyNotInstalled as err:
         raise ValueError(f"environment {env_id!r} needs a package that is not installed: {err}") from err
     except gymnasium.error.Error as err:
