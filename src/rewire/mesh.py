@@ -18,6 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from rewire.store import is_key
+
 AXIS = "batch"
 Devices = int | str | None
 
@@ -63,7 +65,7 @@ def _put(leaf: Any, sharding: NamedSharding) -> Any:
     holds (each takes its share), since `device_put` only reaches this process's devices."""
     if jax.process_count() == 1 or (isinstance(leaf, jax.Array) and not leaf.is_fully_addressable):
         return jax.device_put(leaf, sharding)
-    keys = isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+    keys = is_key(leaf)
     value = np.asarray(jax.random.key_data(leaf) if keys else leaf)
     out = jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
     return jax.random.wrap_key_data(out, impl=jax.random.key_impl(leaf)) if keys else out
@@ -104,11 +106,7 @@ def fetch(tree: Any) -> Any:
     across the processes of a job is gathered from all of them: a collective, so every process calls
     `fetch` at the same point of the same program."""
 
-    def data(leaf: Any) -> Any:
-        keys = isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-        return jax.random.key_data(leaf) if keys else leaf
-
-    tree = jax.tree.map(data, tree)
+    tree = jax.tree.map(lambda leaf: jax.random.key_data(leaf) if is_key(leaf) else leaf, tree)
     split = [x for x in jax.tree.leaves(tree) if isinstance(x, jax.Array) and not x.is_fully_addressable]
     if split:
         from jax.experimental import multihost_utils

@@ -292,14 +292,14 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------------ pytrees
 
 
-def _is_key(x: Any) -> bool:
+def is_key(x: Any) -> bool:
     dtype = getattr(x, "dtype", None)
     return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
 
 
 def _leaf_spec(node: Any) -> tuple[tuple[int, ...], np.dtype]:
     """The shape and dtype an array stored for template leaf `node` must have."""
-    if _is_key(node):
+    if is_key(node):
         spec = jax.eval_shape(jax.random.key_data, node)
         return tuple(spec.shape), np.dtype(spec.dtype)
     if hasattr(node, "shape") and hasattr(node, "dtype"):
@@ -327,7 +327,7 @@ def named_leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
 def flatten(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
     """`named_leaves` as NumPy arrays, typed PRNG keys stored as their key data: what `write` takes."""
     return {
-        name: np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+        name: np.asarray(jax.random.key_data(leaf) if is_key(leaf) else leaf)
         for name, leaf in named_leaves(tree, prefix).items()
     }
 
@@ -351,7 +351,7 @@ def restore(template: Any, arrays: Mapping[str, np.ndarray], source: str | os.Pa
             raise StoreError(
                 f"{source}: array {name!r} is {value.dtype}{list(value.shape)}, expected {dtype}{list(shape)}"
             )
-        return jax.random.wrap_key_data(value) if _is_key(node) else value
+        return jax.random.wrap_key_data(value) if is_key(node) else value
 
     filled = fill(serialization.to_state_dict(template), "")
     extra = set(arrays) - used

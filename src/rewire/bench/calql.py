@@ -82,9 +82,8 @@ def online_loops(
     (one jitted scan up to each evaluation), each over `chunks` chunks from the same fresh agents
     and data, compilation and evaluations excluded. `host_update_share`: the host loop's share of time in
     gradient updates, which removing round trips cannot save (fusing them into one call can speed them)."""
-    trainers = {}
+    trainers, steps = {}, chunks * config.chunk
     for loop in ("host", "device"):
-        steps = chunks * config.chunk
         short = dataclasses.replace(
             config, offline_steps=0, online_steps=steps, eval_every=steps, online_loop=loop
         )

@@ -121,9 +121,7 @@ def device_segment(config: FinetuneConfig, rule: LabelRule, spec: EnvSpec) -> Ca
     env, env_params = spec.make_jax()
     num = len(config.methods) * config.seeds
 
-    def act(actor_params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        return cql.act(config.agent, actor_params, obs, key, deterministic)
-
+    act = partial(cql.act, config.agent)
     to_env = spec.to_env_action_jax
     steps = partial(scan_steps, env, env_params, act, False, config.chunk, to_env_action=to_env)
     collect, add = jax.vmap(steps), jax.vmap(partial(absorb, rule=rule))
@@ -186,20 +184,13 @@ class Finetuner:
         if self.config.online_loop == "device" and not self.spec.is_jax:
             raise ValueError(f"online_loop 'device' needs a JAX env; {self.spec.env_id} is a Gymnasium env")
         self.on_device = self.config.online_loop != "host" and self.spec.is_jax
-        self.scale, self.bias = self.config.scales(self.spec)
+        scale, bias = self.config.scales(self.spec)
         gamma = self.config.agent.discount
         # the floor's value after a truncated end, offline and online alike (see `mc_returns`)
-        self.tail = truncation_tail(dataset.episodes, gamma, self.scale, self.bias)
-        data = episodes_to_transitions(dataset.episodes, self.spec, gamma, self.scale, self.bias, self.tail)
-        self.rule = LabelRule(
-            gamma,
-            self.scale,
-            self.bias,
-            self.tail,
-            self.spec.sparse,
-            self.spec.failure_reward * self.scale + self.bias,
-            self.spec.horizon,
-        )
+        tail = truncation_tail(dataset.episodes, gamma, scale, bias)
+        data = episodes_to_transitions(dataset.episodes, self.spec, gamma, scale, bias, tail)
+        failure = self.spec.failure_reward * scale + bias
+        self.rule = LabelRule(gamma, scale, bias, tail, self.spec.sparse, failure, self.spec.horizon)
         # |Q| of any policy is at most max|r| / (1 - gamma); far beyond that the critic has diverged
         self.q_limit = 10.0 * float(np.abs(data.reward).max()) / (1.0 - gamma) + 1.0
         self.offline = replicate(buffer_from_transitions(data), self.mesh)

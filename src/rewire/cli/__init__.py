@@ -22,9 +22,8 @@ def main() -> None:
     from rewire.hosts import initialize
     from rewire.jaxcache import enable_compilation_cache
 
-    flags = job_flags(
-        sys.argv[1:]
-    )  # join the job before anything starts JAX's backend (gymnax's import does)
+    # join the job before anything starts JAX's backend (gymnax's import does)
+    flags = job_flags(sys.argv[1:])
     try:
         n, i = (int(flags[k]) if k in flags else None for k in ("--num-processes", "--process-id"))
         initialize(flags.get("--coordinator"), n, i)
