@@ -5,7 +5,9 @@ actor), batch size, CQL sampled actions and update count, each in its own proces
 cores. d3rlpy pins gymnasium 1.0.0, so it lives in its own virtual environment (.venv-d3rlpy, created on
 first use with torch==2.13.0 installed first). Updates/s exclude set-up and compilation: each side runs a
 warm-up block first. Two sizes: the benchmark's (2x64, batch 128, 4 samples) and the paper's (2x256,
-batch 256, 10 samples).
+batch 256, 10 samples). d3rlpy is timed twice, as it is and with `compile_graph=True`, its fastest mode;
+d3rlpy 2.8.1 applies that mode (CUDA graphs and torch.compile) only on CUDA devices (`QLearningAlgoBase.
+compiled`), so on a CPU both runs time the same code, and the JSON records whether it applied.
 
     .venv/bin/python benchmarks/calql_vs_d3rlpy.py --json runs/peer-calql.json
 """
@@ -101,6 +103,7 @@ def worker_d3rlpy(args: argparse.Namespace) -> dict:
         actor_learning_rate=1e-4,
         critic_learning_rate=3e-4,
         temp_learning_rate=1e-4,
+        compile_graph=args.compile_graph,
     ).create(device="cpu:0")
     algo.build_with_dataset(data)
     warm = min(args.block, args.updates)
@@ -109,12 +112,19 @@ def worker_d3rlpy(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     for _ in range(args.updates):
         algo.update(data.sample_transition_batch(args.batch))
-    return {"updates_per_s": args.updates / (time.perf_counter() - start)}
+    return {"updates_per_s": args.updates / (time.perf_counter() - start), "compiled": bool(algo.compiled)}
 
 
 def run_worker(
-    python: Path, name: str, data: Path, size: dict, updates: int, threads: int, block: int
-) -> float:
+    python: Path,
+    name: str,
+    data: Path,
+    size: dict,
+    updates: int,
+    threads: int,
+    block: int,
+    compiled: bool = False,
+) -> dict:
     cmd = [
         str(python),
         __file__,
@@ -134,9 +144,10 @@ def run_worker(
         str(size["batch"]),
         "--n-actions",
         str(size["n_actions"]),
+        *(["--compile-graph"] if compiled else []),
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
-    return json.loads(out.stdout.strip().splitlines()[-1])["updates_per_s"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -152,6 +163,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     for flag in ("--width", "--batch", "--n-actions"):
         parser.add_argument(flag, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--compile-graph", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.sched_setaffinity(0, set(range(args.threads)))  # both sides get the same cores
 
@@ -176,13 +188,21 @@ def main() -> None:
             block = min(args.block, updates)
             ours = run_worker(Path(sys.executable), "rewire", data, size, updates, args.threads, block)
             theirs = run_worker(peer, "d3rlpy", data, size, updates, args.threads, block)
+            fused = run_worker(peer, "d3rlpy", data, size, updates, args.threads, block, compiled=True)
+            ours, plain = ours["updates_per_s"], theirs["updates_per_s"]
             rows[name] = {
                 "rewire_updates_per_s": ours,
-                "d3rlpy_updates_per_s": theirs,
-                "ratio": ours / theirs,
+                "d3rlpy_updates_per_s": plain,
+                "ratio": ours / plain,
+                "d3rlpy_compile_graph_updates_per_s": fused["updates_per_s"],
+                "ratio_compile_graph": ours / fused["updates_per_s"],
+                "d3rlpy_compile_graph_applied": fused["compiled"],
             }
-            ratio = ours / theirs
-            print(f"{name:>9} size {size}: rewire {ours:.1f}/s, d3rlpy {theirs:.1f}/s, ratio {ratio:.2f}")
+            graph = fused["updates_per_s"]
+            print(
+                f"{name:>9} {size}: rewire {ours:.1f}/s, d3rlpy {plain:.1f}/s (ratio {ours / plain:.2f}),"
+                f" compile_graph {graph:.1f}/s (ratio {ours / graph:.2f}, applied: {fused['compiled']})"
+            )
     result = {
         **rows["benchmark"],
         "paper_size": rows["paper"],

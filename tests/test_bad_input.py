@@ -22,9 +22,11 @@ from rewire import store
 from rewire.cli import app
 from rewire.data.episodes import save_dataset
 from rewire.data.generate import scripted_dataset
+from rewire.data.mazes import point_maze_dataset
 from rewire.envs import make_spec, maze_id
 
 MAZE = maze_id("umaze")
+POINT_MAZE = "PointMaze_UMaze-v3"
 
 
 def _npz(arrays: dict) -> bytes:
@@ -197,6 +199,56 @@ def h5_dataset_cases(tmp: Path) -> dict:
     }
 
 
+def minari_main_cases(tmp: Path) -> dict:
+    """Minari's main_data.hdf5 under a Dict observation space (PointMaze's three keys)."""
+
+    def h5(**override) -> bytes:
+        path = tmp / "main.h5"
+        with h5py.File(path, "w") as f:
+            group = f.create_group("episode_0")
+            obs = group.create_group("observations")
+            keys = (("achieved_goal", 2), ("desired_goal", 2), ("observation", 4), ("extra", 1))
+            for key, width in keys[:3] if "extra" not in override else keys:
+                value = override.pop(key, np.zeros((11, width)))
+                if value is not None:
+                    obs.create_dataset(key, data=value)
+            arrays = {
+                "actions": np.zeros((10, 2), np.float32),
+                "rewards": np.zeros(10),
+                "terminations": np.zeros(10, bool),
+                "truncations": np.zeros(10, bool),
+            } | override
+            for key, value in arrays.items():
+                if isinstance(value, str):  # "absurd": declares far more rows than the file holds
+                    group.create_dataset(key, shape=(10**12,), dtype=np.float64, chunks=(1024,))
+                elif value is not None:
+                    group.create_dataset(key, data=value)
+        data = path.read_bytes()
+        path.unlink()
+        return data
+
+    return {
+        "wrong-dtype": h5(observation=np.full((11, 4), b"a")),
+        "nan": h5(rewards=np.full(10, np.nan)),
+        "inf": h5(achieved_goal=np.full((11, 2), np.inf)),
+        "absurd-shape": h5(rewards="absurd"),
+        "missing-key": h5(desired_goal=None),
+        "extra-key": h5(extra=np.zeros((11, 1))),  # an observation key the space does not have
+    }
+
+
+def minari_metadata_cases(valid: Path) -> dict:
+    meta = json.loads(valid.read_text())
+    bad_space = meta | {"observation_space": json.dumps({"type": "Box", "shape": [[8]]})}
+    return {
+        "wrong-dtype": json.dumps(meta | {"observation_space": 5}).encode(),
+        "missing-key": json.dumps({k: v for k, v in meta.items() if k != "observation_space"}).encode(),
+        "extra-key": json.dumps(bad_space).encode(),
+        "latin-1": valid.read_text().replace("hdf5", "hdf5\u00e9").encode("latin-1")
+        + "\xe9".encode("latin-1"),
+    }
+
+
 def hades_dataset_cases(valid: Path) -> dict:
     with np.load(valid, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
@@ -283,6 +335,9 @@ def corpus(tiny_runs, tmp_path_factory):
     save_dataset(data, valid / "data.npz")
     save_dataset(data, valid / "data.h5")
     shutil.copy(runs["hades"] / "dataset.npz", valid / "dataset.npz")
+    runs["minari"] = save_dataset(
+        point_maze_dataset(make_spec(POINT_MAZE), 2, seed=0), valid / "pointmaze-v0", make_spec(POINT_MAZE)
+    )
     (valid / "texts.csv").write_text("text,label,group\n")
     (valid / "texts.jsonl").write_text("")
     ckpt = runs["amf"] / "checkpoint.ckpt"
@@ -310,6 +365,22 @@ def corpus(tiny_runs, tmp_path_factory):
         binary_cases(valid / "dataset.npz", ckpt) | hades_dataset_cases(valid / "dataset.npz"),
         ["hades", "evaluate", "{file}", "--inits", "1", "--episodes", "1"],
     )
+    minari_inspect = ["data", "inspect", "{run}", "--env", POINT_MAZE]
+    main, meta = runs["minari"] / "data" / "main_data.hdf5", runs["minari"] / "data" / "metadata.json"
+    add(
+        "minari-main",
+        "minari",
+        "data/main_data.hdf5",
+        binary_cases(main, ckpt) | minari_main_cases(tmp),
+        minari_inspect,
+    )
+    add(
+        "minari-metadata",
+        "minari",
+        "data/metadata.json",
+        binary_cases(meta, ckpt) | minari_metadata_cases(meta),
+        minari_inspect,
+    )
     other = valid / "data.npz"  # a valid plain NPZ: another loader's file for every rewire-file loader
     for loader, run, name, argv in [
         ("checkpoint", "amf", "checkpoint.ckpt", ["amf", "run", "--resume", "{run}"]),
@@ -336,7 +407,8 @@ def corpus(tiny_runs, tmp_path_factory):
 
 
 LOADERS = ["npz-dataset", "hdf5-dataset", "hades-dataset", "checkpoint", "model-file", "policy-file"]
-LOADERS += ["state-directory", "mdp-file", "text-csv", "text-jsonl", "run-record"]
+LOADERS += ["state-directory", "mdp-file", "text-csv", "text-jsonl", "run-record", "minari-main"]
+LOADERS += ["minari-metadata"]
 CASES = ["empty", "first-byte", "truncated-10%", "truncated-50%", "truncated-90%", "minus-one-byte"]
 CASES += ["random-bytes", "directory", "other-loader", "wrong-dtype", "nan", "inf", "absurd-shape"]
 CASES += ["missing-key", "extra-key", "latin-1"]

@@ -78,6 +78,10 @@ def test_the_device_loop_equals_the_host_loop_bit_for_bit(umaze_dataset):
     leaves_equal((host.states, host.online, host.pending), (device.states, device.online, device.pending))
     assert host.history == device.history
     assert int(jnp.min(device.online.size)) > 0
+    # the Q curve: the calibration probe at every online evaluation, the first one at the switch
+    online = host.results()["curves"]["online"]
+    assert np.asarray(online["q_pi_minus_mc"]).shape == np.asarray(online["success"]).shape
+    assert [q[0] for q in online["q_pi_minus_mc"]] == host.switch_probe["q_pi_minus_mc"]
 
 
 def test_the_device_loop_needs_a_jax_env():
@@ -104,3 +108,21 @@ def test_the_benchmark_times_both_loops_on_the_same_agents(umaze_dataset):
     assert timing["chunks"] == 2 and timing["host_steps_per_s"] > 0 and timing["device_steps_per_s"] > 0
     assert timing["device_over_host"] == timing["device_steps_per_s"] / timing["host_steps_per_s"]
     assert 0.0 < timing["host_update_share"] < 1.0
+
+
+def test_the_dip_window_is_evaluated_on_its_own_number_of_episodes(umaze_dataset, monkeypatch):
+    from rewire.rollout import JaxRunner
+
+    asked, evaluate = [], JaxRunner.evaluate
+
+    def spy(runner, params, key, episodes):
+        asked.append(episodes)
+        return evaluate(runner, params, key, episodes)
+
+    monkeypatch.setattr(JaxRunner, "evaluate", spy)
+    trainer = Finetuner(dataclasses.replace(TINY, early_eval_episodes=3), umaze_dataset)
+    Loop(trainer, quiet=True).run()
+    phases = [(r["phase"], r["step"]) for r in trainer.history]
+    # offline at 0 and 100; online at the switch (inside the first fifth of 100 steps), 50 and 100
+    assert phases == [("offline", 0), ("offline", 100), ("online", 0), ("online", 50), ("online", 100)]
+    assert asked == [2, 2, 3, 2, 2]

@@ -142,12 +142,19 @@ def plot_digits(images: np.ndarray, images_per_class: int, path: Path) -> Path:
     return path
 
 
+CALQL_AXES = {
+    "success": "success rate",
+    "return": "return",
+    "q_pi_minus_mc": "mean Q(s, pi(s)) - mean MC return",
+}
+
+
 def plot_calql(
     curves: dict, methods: list[str], out_dir: str | Path, stem: str = "calql", metric: str = "success"
 ) -> list[Path]:
     """Curves per method (median, range and each seed), offline and online, from `curves` as
     `Finetuner.results()` gives them: the success rate, or (`metric` "return", for dense-reward tasks)
-    the return."""
+    the return, or ("q_pi_minus_mc", online only) the Q curve: mean Q(s, pi(s)) minus mean MC return."""
     out_dir = Path(out_dir)
     labels = curves["labels"]
     paths = []
@@ -156,7 +163,7 @@ def plot_calql(
         ("offline", "offline updates"),
     ):
         curve = curves[phase]
-        if not curve["steps"]:
+        if not curve["steps"] or metric not in curve:
             continue
         by_method = {
             m: np.array([s for s, lab in zip(curve[metric], labels, strict=True) if lab.split("/")[0] == m])
@@ -168,7 +175,7 @@ def plot_calql(
                 np.array(curve["steps"]),
                 by_method,
                 xlabel,
-                "success rate" if metric == "success" else "return",
+                CALQL_AXES[metric],
                 f"{phase} evaluation",
                 vline=0 if phase == "online" else None,
             )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -132,6 +133,9 @@ def episode_seed(seed: int, env_index: int, episode: int) -> int:
     return int(np.random.SeedSequence([seed, env_index, episode]).generate_state(1)[0])
 
 
+EVAL_ENVS = 512  # most Gymnasium envs evaluated at once (a MuJoCo maze holds about 13 MB)
+
+
 class GymRunner:
     """Gymnasium environments in lockstep, one per agent; the policy is one jitted, vmapped call."""
 
@@ -140,6 +144,7 @@ class GymRunner:
         self.num_agents = num_agents
         self.seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
         self.envs = [spec.make_gym() for _ in range(num_agents)]
+        self.eval_envs: list[gymnasium.Env] = []
         self.episodes = np.zeros(num_agents, np.int64)  # episodes started per environment
         self.actions: list[list[np.ndarray]] = [[] for _ in range(num_agents)]  # unit actions since reset
         self.obs = np.stack([self._reset(i) for i in range(num_agents)])
@@ -151,11 +156,15 @@ class GymRunner:
         self.actions[i] = []
         return np.asarray(obs, np.float32)
 
-    def _step_all(self, envs, obs, policy_params, key, deterministic):
+    def _step_all(self, envs, obs, policy_params, key, deterministic, live=None):
+        """One step of every env in `live` (all by default); the others report a zero step."""
         actions = fetch(self._act(policy_params, obs, jax.random.split(key, len(envs)), deterministic))
         out = {k: [] for k in TRAJ_KEYS}
-        for env, o, a in zip(envs, obs, actions, strict=True):
-            o2, r, term, trunc, _ = env.step(self.spec.to_env_action(a))
+        for i, (env, o, a) in enumerate(zip(envs, obs, actions, strict=True)):
+            if live is None or live[i]:
+                o2, r, term, trunc, _ = env.step(self.spec.to_env_action(a))
+            else:
+                o2, r, term, trunc = o, 0.0, False, False
             for k, v in zip(TRAJ_KEYS, (o, a, r, o2, term, trunc), strict=True):
                 out[k].append(v)
         return {
@@ -177,23 +186,39 @@ class GymRunner:
         return {k: np.stack([s[k] for s in steps], axis=1) for k in TRAJ_KEYS}
 
     def evaluate(self, policy_params: Any, key: jax.Array, episodes: int) -> dict[str, np.ndarray]:
+        """`episodes` deterministic episodes per agent, in waves of at most `EVAL_ENVS` envs; episode e of
+        agent a starts from reset(seed + a * episodes + e), however the waves fall."""
         seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-        envs = [self.spec.make_gym() for _ in range(self.num_agents * episodes)]
-        obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
-        params = jax.tree.map(lambda x: jnp.repeat(x, episodes, axis=0), policy_params)
-        traj = []
-        for k in jax.random.split(key, self.spec.horizon):
-            step = self._step_all(envs, obs, params, k, True)
+        per_wave = max(1, min(episodes, EVAL_ENVS // self.num_agents))
+        waves = []
+        for start in range(0, episodes, per_wave):
+            count = min(per_wave, episodes - start)
+            seeds = [seed + a * episodes + start + e for a in range(self.num_agents) for e in range(count)]
+            waves.append(self._evaluate_wave(policy_params, key, seeds, count))
+        return {k: np.concatenate([w[k] for w in waves], axis=1) for k in waves[0]}
+
+    def _evaluate_wave(self, policy_params: Any, key: jax.Array, seeds: list[int], count: int) -> dict:
+        # made once and kept: building a MuJoCo env takes about 0.1 s, and reset(seed) restarts one from its
+        # seed alone (resuming relies on the same, `restore`)
+        while len(self.eval_envs) < len(seeds):
+            self.eval_envs.append(self.spec.make_gym())
+        envs = self.eval_envs[: len(seeds)]
+        obs = np.stack([env.reset(seed=s)[0] for s, env in zip(seeds, envs, strict=True)]).astype(np.float32)
+        params = jax.tree.map(lambda x: jnp.repeat(x, count, axis=0), policy_params)
+        traj, live = [], np.ones(len(envs), bool)
+        for k in jax.random.split(key, self.spec.horizon):  # an env stops at the end of its first episode
+            step = self._step_all(envs, obs, params, k, True, live)
             obs = step["next_obs"]
+            live &= ~(step["terminated"] | step["truncated"])
             traj.append(step)
+            if not live.any():
+                break
         stacked = {
             k: jnp.asarray(np.stack([s[k] for s in traj], axis=-1))
             for k in ("reward", "terminated", "truncated")
         }
         metrics = first_episode_metrics(stacked["reward"], stacked["terminated"], stacked["truncated"])
-        for env in envs:
-            env.close()
-        return {k: np.asarray(v).reshape(self.num_agents, episodes) for k, v in metrics.items()}
+        return {k: np.asarray(v).reshape(self.num_agents, count) for k, v in metrics.items()}
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """The seed, each environment's episode count, the actions since its reset and its observation."""

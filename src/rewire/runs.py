@@ -41,12 +41,17 @@ def versions() -> dict[str, str]:
 
 
 def file_record(path: str | os.PathLike) -> dict[str, str]:
-    """{"path" (absolute), "sha256"}: which input file a result came from, and whether it changed since."""
+    """{"path" (absolute), "sha256"}: which input file a result came from, and whether it changed since. A
+    directory (a Minari dataset) hashes each file's relative path and bytes, in sorted order."""
     path = Path(path).resolve()
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as f:
+            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(chunk)
     return {"path": str(path), "sha256": digest.hexdigest()}
 
 

@@ -285,7 +285,8 @@ def train_steps(
 
 @partial(jax.jit, static_argnames=("config",))
 def calibration_probe(states: AgentState, probe: Transition, config: CQLConfig) -> dict:
-    """Per agent: mean Q(s, a_data) - mean MC return, and the bound rate (share of Q(s, pi(s)) below g)."""
+    """Per agent: mean Q(s, a_data) and mean Q(s, pi(s)) minus the mean MC return (the critic's scale against
+    the data's returns, Nakamoto et al. 2023, Fig. 2), and the bound rate (share of Q(s, pi(s)) below g)."""
 
     def one(state: AgentState) -> dict:
         q_data = q_values(config, state.params["critic"], probe.obs, probe.action).mean(0)
@@ -293,6 +294,7 @@ def calibration_probe(states: AgentState, probe: Transition, config: CQLConfig) 
         q_pi = q_values(config, state.params["critic"], probe.obs, jnp.tanh(mean)).min(0)
         return {
             "q_minus_mc": q_data.mean() - probe.mc_return.mean(),
+            "q_pi_minus_mc": q_pi.mean() - probe.mc_return.mean(),
             "bound_rate": (q_pi < probe.mc_return).mean(),
         }
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+DIP_WINDOW = 0.2  # the dip is looked for in the first fifth of the online budget
 
-def dip_depth(online_steps: np.ndarray, scores: np.ndarray, online_budget: int, window: float = 0.2) -> float:
+
+def dip_depth(
+    online_steps: np.ndarray, scores: np.ndarray, online_budget: int, window: float = DIP_WINDOW
+) -> float:
     """Score at the switch (step 0) minus the lowest score in the first `window` of online steps, the
     switch included (so an immediate improvement gives 0, never a negative dip)."""
     online_steps, scores = np.asarray(online_steps), np.asarray(scores, float)

@@ -24,7 +24,7 @@ import numpy as np
 from rewire import store
 from rewire.buffer import buffer_from_transitions, buffer_init
 from rewire.calql import cql
-from rewire.calql.metrics import cumulative_regret, dip_depth
+from rewire.calql.metrics import DIP_WINDOW, cumulative_regret, dip_depth
 from rewire.calql.online import LabelRule, absorb, pending_init
 from rewire.data.episodes import (
     EpisodeDataset,
@@ -66,6 +66,10 @@ class FinetuneConfig:
     reward_bias: float | None = None  # None: -5 on sparse tasks, else 0
     eval_episodes: int = 20
     eval_every: int = 250  # online environment steps
+    # within the dip's window (the first DIP_WINDOW of online steps, the switch included): evaluations this
+    # often and this large (0: as eval_every / eval_episodes), so that a dip is measured, not sampled
+    early_eval_every: int = 0
+    early_eval_episodes: int = 0
     offline_eval_every: int = 2_500
     offline_block: int = 500  # fused updates per jitted call
     online_capacity: int = 100_000
@@ -89,6 +93,8 @@ class FinetuneConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.early_eval_every < 0 or self.early_eval_episodes < 0:
+            raise ValueError("early_eval_every and early_eval_episodes must be >= 0 (0: as the others)")
         if self.offline_steps < 0 or self.online_steps < 0:
             raise ValueError("offline_steps and online_steps must be >= 0")
         if not 0.0 <= self.mixing <= 1.0:
@@ -99,6 +105,24 @@ class FinetuneConfig:
         scale = self.reward_scale if self.reward_scale is not None else (10.0 if spec.sparse else 1.0)
         bias = self.reward_bias if self.reward_bias is not None else (-5.0 if spec.sparse else 0.0)
         return scale, bias
+
+
+def next_online_eval(config: FinetuneConfig, step: int) -> int:
+    """The online evaluation after the one at `step`: `early_eval_every` later inside the dip's window,
+    `eval_every` later after it."""
+    early = step < DIP_WINDOW * config.online_steps and config.early_eval_every
+    return step + (config.early_eval_every if early else config.eval_every)
+
+
+def online_eval_steps(config: FinetuneConfig) -> list[int]:
+    """Every online evaluation's step: the switch, the schedule of `next_online_eval`, the end."""
+    steps = [0]
+    while steps[-1] < config.online_steps:
+        steps.append(min(next_online_eval(config, steps[-1]), config.online_steps))
+    return steps
+
+
+PROBE_CURVES = ("q_minus_mc", "q_pi_minus_mc")  # probed at every online evaluation (the Q curve)
 
 
 @functools.cache
@@ -273,14 +297,24 @@ class Finetuner:
                 f"{(self.q_limit - 1.0) / 10.0:.3g} for these rewards. Lower the learning rates or tau"
             )
 
+    def _early(self, step: int) -> bool:
+        """`step` lies in the dip's window (`dip_depth`), where evaluations are `early_eval_*`."""
+        return step <= DIP_WINDOW * self.config.online_steps
+
     def _evaluate(self, phase: str, step: int) -> dict:
-        res = self.runner.evaluate(self.states.params["actor"], self._next_key(), self.config.eval_episodes)
+        cfg = self.config
+        early = phase == "online" and self._early(step) and cfg.early_eval_episodes
+        episodes = cfg.early_eval_episodes if early else cfg.eval_episodes
+        res = self.runner.evaluate(self.states.params["actor"], self._next_key(), episodes)
         record = {
             "phase": phase,
             "step": int(step),
             "success": res["success"].mean(1).tolist(),
             "return": res["return"].mean(1).tolist(),
         }
+        if phase == "online":  # the Q curve: the critic's scale against the data's MC returns
+            probe = fetch(cql.calibration_probe(self.states, self.probe, self.config.agent))
+            record |= {k: np.asarray(probe[k]).tolist() for k in PROBE_CURVES}
         self.history.append(record)
         return record
 
@@ -344,7 +378,7 @@ class Finetuner:
         if (self.online_done >= self.next_online_eval or at_end) and not self._evaluated_now:
             rows.append({"kind": "eval", **self._evaluate("online", self.online_done)})
             while self.next_online_eval <= self.online_done:
-                self.next_online_eval += cfg.eval_every
+                self.next_online_eval = next_online_eval(cfg, self.next_online_eval)
         if at_end:
             return rows
         if self.on_device:
@@ -410,10 +444,17 @@ class Finetuner:
                 if sparse and len(steps) > 1:
                     row["cumulative_regret"] = cumulative_regret(steps, success[:, j])
             if self.switch_probe is not None:
-                row["q_minus_mc_at_switch"] = self.switch_probe["q_minus_mc"][j]
-                row["bound_rate_at_switch"] = self.switch_probe["bound_rate"][j]
+                for key in ("q_minus_mc", "q_pi_minus_mc", "bound_rate"):
+                    if key in self.switch_probe:
+                        row[f"{key}_at_switch"] = self.switch_probe[key][j]
             per_agent.append(row)
         off_steps, off_success, off_returns = self.curves("offline")
+        online_rows = [r for r in self.history if r["phase"] == "online"]
+        probes = {
+            k: np.array([r[k] for r in online_rows]).T.tolist()
+            for k in PROBE_CURVES
+            if online_rows and all(k in r for r in online_rows)
+        }
         return {
             "agents": per_agent,
             "curves": {
@@ -421,6 +462,7 @@ class Finetuner:
                     "steps": steps.tolist(),
                     "success": success.T.tolist(),
                     "return": returns.T.tolist(),
+                    **probes,
                 },
                 "offline": {
                     "steps": off_steps.tolist(),

@@ -21,7 +21,12 @@ def calql(
     quick: bool = typer.Option(False, "--quick", help="The small setting (under 20 minutes on 2 cores)."),
     seeds: int = typer.Option(3, min=1, help="Seeds per method."),
     seed: int = typer.Option(0, help="Base seed."),
-    layout: str = typer.Option("umaze", help="Maze layout: open or umaze."),
+    layout: str = typer.Option("umaze", help="JAX maze layout: open or umaze."),
+    env: str = typer.Option(
+        None,
+        help="A gymnasium-robotics PointMaze instead (PointMaze_Medium-v3, ...), from generated data, with "
+        "the mujoco preset (dense evaluation after the switch); --quick is then ignored.",
+    ),
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
     plots: Path = typer.Option(None, help="Also write PNG curves into this folder."),
     quiet: bool = QUIET,
@@ -30,15 +35,22 @@ def calql(
     from rewire.bench.calql import run_calql_benchmark
     from rewire.report import plot_calql
 
-    result, _ = run_calql_benchmark("quick" if quick else "full", seeds, seed, layout, quiet, devices)
+    preset = "mujoco" if env else ("quick" if quick else "full")
+    result, _ = run_calql_benchmark(preset, seeds, seed, layout, quiet, devices, env=env)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
         plot_calql(result["curves"], list(result["methods"]), plots)
+        plot_calql(result["curves"], list(result["methods"]), plots, "calql_q", "q_pi_minus_mc")
     for method, m in result["methods"].items():
-        console.print(f"{method:>6}: " + ", ".join(f"{k}={v:.3g}" for k, v in m.items() if k != "per_seed"))
+        shown = {k: v for k, v in m.items() if isinstance(v, float)}
+        console.print(f"{method:>6}: " + ", ".join(f"{k}={v:.3g}" for k, v in shown.items()))
+    for key, test in result["paired"].items():
+        console.print(
+            f"paired {key} (calql - cql): median {test['median_difference']:.3g}, p={test['p']:.3g}"
+        )
 
 
 @app.command("hades", help="HaDES vs neuroevolution at equal env steps; transfer to other architectures.")

@@ -36,7 +36,9 @@ app = command_group()
 def train(
     ctx: typer.Context,
     env: str = typer.Option("PointMaze-umaze-v0", help="Environment id (a point maze or a Gymnasium id)."),
-    dataset: Path = typer.Option(None, help="Dataset file (.npz/.h5); default: 200 scripted episodes."),
+    dataset: Path = typer.Option(
+        None, help="Dataset: .npz/.h5 file or Minari dataset directory; default: 200 scripted episodes."
+    ),
     methods: str = typer.Option("cql,calql", help="Comma-separated: cql, calql."),
     seeds: int = typer.Option(3, min=1, help="Seeds per method (vmapped in one process)."),
     seed: int = typer.Option(0, help="Base seed: drives data generation, initialisation and environments."),
@@ -44,6 +46,10 @@ def train(
     online_steps: int = typer.Option(5_000, min=0, help="Online environment steps per agent."),
     mixing: float = typer.Option(0.5, help="Share of each online batch drawn from the offline data."),
     utd: int = typer.Option(1, min=1, help="Updates per online environment step."),
+    reward_scale: float = typer.Option(
+        None, help="Rewards are trained as r x scale + bias; default 10 on sparse tasks (AntMaze's), else 1."
+    ),
+    reward_bias: float = typer.Option(None, help="See --reward-scale; default -5 on sparse tasks, else 0."),
     cql_weight: float = typer.Option(5.0, help="CQL weight (alpha)."),
     lagrange: bool = typer.Option(False, help="Tune the CQL weight by dual descent on a target gap."),
     target_gap: float = typer.Option(0.8, help="Lagrange target gap."),
@@ -111,6 +117,8 @@ def train(
             online_steps=online_steps,
             mixing=mixing,
             utd=utd,
+            reward_scale=reward_scale,
+            reward_bias=reward_bias,
             eval_every=eval_every,
             offline_eval_every=offline_eval_every,
             online_loop=online_loop,

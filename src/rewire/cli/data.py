@@ -11,6 +11,7 @@ import typer
 from rewire.cli.common import command_group, console, friendly_errors
 from rewire.data.episodes import load_dataset, save_dataset
 from rewire.data.generate import policy_dataset, scripted_dataset
+from rewire.data.mazes import point_maze_dataset
 from rewire.envs import make_spec
 
 app = command_group()
@@ -20,11 +21,16 @@ app = command_group()
 @friendly_errors
 def generate(
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Output file: .npz (flat D4RL layout) or .h5 (Minari)."
+        ...,
+        "--out",
+        "-o",
+        help="Output: .npz (flat D4RL layout), .h5 (Minari episode groups), or a Minari dataset directory "
+        "named by its id (e.g. ~/.minari/datasets/pointmaze-medium-v0).",
     ),
     env: str = typer.Option(
         "PointMaze-umaze-v0",
-        help="Environment id (PointMaze-open-v0, PointMaze-umaze-v0, or a Gymnasium id such as Pendulum-v1).",
+        help="Environment id (PointMaze-open-v0, PointMaze-umaze-v0, gymnasium-robotics' PointMaze_UMaze-v3, "
+        "PointMaze_Medium-v3, PointMaze_Large-v3, or a Gymnasium id such as Pendulum-v1).",
     ),
     episodes: int = typer.Option(200, min=1, help="Number of episodes."),
     seed: int = typer.Option(0, help="Seed for the controller and the environment."),
@@ -34,6 +40,14 @@ def generate(
         help="A `rewire calql train` run directory (or its checkpoint.ckpt) whose policy to roll instead.",
     ),
     agent: int = typer.Option(0, help="Which agent of the checkpoint's stack to roll."),
+    detour_fraction: float = typer.Option(
+        0.3, min=0.0, max=1.0, help="MuJoCo PointMaze: share of stretches that first head for a random cell."
+    ),
+    limit: int = typer.Option(
+        None,
+        min=1,
+        help="MuJoCo PointMaze: steps before a stretch short of its goal is cut (default: horizon).",
+    ),
 ) -> None:
     spec = make_spec(env)
     if policy is not None:
@@ -56,9 +70,11 @@ def generate(
             0.1 if noise is None else noise,
             f"{policy}#{trainer.agent_labels[agent]}",
         )
+    elif spec.env_id.startswith("PointMaze_"):
+        ds = point_maze_dataset(spec, episodes, seed, 0.5 if noise is None else noise, detour_fraction, limit)
     else:
         ds = scripted_dataset(spec, episodes, seed, noise)
-    save_dataset(ds, out)
+    save_dataset(ds, out, spec)
     summary = ds.summary()
     console.print(
         f"wrote {out}: {summary['episodes']} episodes, {summary['transitions']} transitions, "
@@ -69,7 +85,7 @@ def generate(
 @app.command("inspect", help="Validate a dataset file and print its summary.")
 @friendly_errors
 def inspect(
-    path: Path = typer.Argument(..., help="An .npz, .h5 or .hdf5 dataset."),
+    path: Path = typer.Argument(..., help="An .npz, .h5 or .hdf5 dataset, or a Minari dataset directory."),
     env: str = typer.Option(None, help="Check shapes and action bounds against this environment."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:

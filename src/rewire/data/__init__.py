@@ -1,4 +1,5 @@
-"""Episode datasets: the Minari layout in memory, D4RL/Minari-style HDF5 and NPZ on disk."""
+"""Episode datasets: the Minari layout in memory; on disk D4RL-style HDF5 and NPZ, Minari HDF5 files and
+Minari dataset directories (Dict observations flattened in sorted key order); generated PointMaze data."""
 
 from rewire.data.episodes import (
     DatasetError,
@@ -9,6 +10,7 @@ from rewire.data.episodes import (
     mc_returns,
     save_dataset,
 )
+from rewire.data.mazes import point_maze_dataset
 
 __all__ = [
     "DatasetError",
@@ -17,5 +19,6 @@ __all__ = [
     "from_arrays",
     "load_dataset",
     "mc_returns",
+    "point_maze_dataset",
     "save_dataset",
 ]

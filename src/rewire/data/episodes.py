@@ -14,12 +14,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from rewire.buffer import Transition
+from rewire.data.minari_format import (
+    MAIN,
+    METADATA,
+    MinariFormatError,
+    flatten_observations,
+    is_minari_dir,
+    main_file,
+    observation_layout,
+    read_metadata,
+    write_minari,
+)
 from rewire.envs import EnvSpec
 from rewire.store import MAX_EXPANSION, StoreError, atomic, read_npz, write_npz
 
@@ -57,6 +69,8 @@ class EpisodeDataset:
     episodes: list[Episode]
     env_id: str
     metadata: dict = field(default_factory=dict)
+    # Dict observations flattened into one vector: (key, width) in order (`minari_format`); () if flat
+    observation_keys: tuple[tuple[str, int], ...] = ()
 
     @property
     def num_transitions(self) -> int:
@@ -82,6 +96,7 @@ class EpisodeDataset:
             "terminated_fraction": float(np.mean([e.success for e in self.episodes])),
             "obs_dim": int(self.episodes[0].observations.shape[1]),
             "act_dim": int(self.episodes[0].actions.shape[1]),
+            **({"observation_keys": dict(self.observation_keys)} if self.observation_keys else {}),
             "metadata": self.metadata,
         }
 
@@ -278,15 +293,36 @@ def _h5_array(path: Path, node: object, key: str) -> np.ndarray:
     return np.asarray(node)
 
 
-def _read_minari(path: Path, f: h5py.File) -> list[Episode]:
-    names = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+def _h5_child(path: Path, episode: str, node: object, key: str) -> np.ndarray:
+    return _h5_array(path, node, f"{episode}/{key}")
+
+
+def _episode_index(path: Path, name: str) -> int:
+    try:
+        return int(name.split("_", 1)[1])
+    except ValueError:
+        raise DatasetError(f"{path}: group '{name}' is not named episode_<number>") from None
+
+
+def _read_minari(path: Path, f: h5py.File, layout: tuple[tuple[str, int], ...] = ()) -> list[Episode]:
+    """Episode groups of a Minari hdf5 file; Dict observations flattened in `layout` order (sorted keys)."""
+    names = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: _episode_index(path, k))
     episodes = []
     for name in names:
         group = f[name]
         for key in MINARI_KEYS:
             if key not in group:
                 raise DatasetError(f"{path}: missing key '{name}/{key}'")
-        arrays = {key: _h5_array(path, group[key], f"{name}/{key}") for key in MINARI_KEYS}
+        arrays = {key: _h5_array(path, group[key], f"{name}/{key}") for key in MINARI_KEYS[1:]}
+        try:
+            arrays["observations"] = flatten_observations(
+                f"{path}: {name}",
+                group["observations"],
+                layout,
+                partial(_h5_child, path, name),
+            )
+        except MinariFormatError as err:
+            raise DatasetError(str(err)) from None
         episodes.append(
             Episode(
                 arrays["observations"].astype(np.float32),
@@ -319,31 +355,101 @@ def from_arrays(
     return EpisodeDataset(episodes, env_id, {})
 
 
+def _stitch_goals(path: Path, arrays: dict[str, np.ndarray], goal: np.ndarray, spec: EnvSpec) -> None:
+    """D4RL's maze files (maze2d, antmaze) keep the goal in infos/goal and the position in the first two
+    observation columns; gymnasium-robotics' flattened observation is (achieved_goal, desired_goal,
+    observation), where PointMaze's observation keeps the position and AntMaze's drops it. Rebuild it in
+    place. Positions stay in the file's frame."""
+    obs = np.asarray(arrays["observations"])
+    if obs.ndim != 2 or goal.shape != (len(obs), 2):
+        raise DatasetError(f"{path}: key 'infos/goal' has shape {goal.shape}, expected ({len(obs)}, 2)")
+    extra = spec.obs_dim - obs.shape[1]
+    if extra not in (2, 4):
+        return  # the widths say nothing is missing; validation reports a mismatch
+    body = obs if extra == 4 else obs[:, 2:]
+    arrays["observations"] = np.concatenate([obs[:, :2], goal, body], axis=1)
+    if "next_observations" in arrays:
+        nxt = np.asarray(arrays["next_observations"])
+        arrays["next_observations"] = np.concatenate([nxt[:, :2], goal, nxt if extra == 4 else nxt[:, 2:]], 1)
+
+
+def _read_h5(path: Path, spec: EnvSpec | None) -> tuple[list[Episode], str | None, dict, tuple]:
+    layout: tuple[tuple[str, int], ...] = ()
+    with h5py.File(path, "r") as f:
+        stored_id = f.attrs.get("env_id")
+        metadata = json.loads(f.attrs.get("metadata", "{}"))
+        if any(k.startswith("episode_") for k in f.keys()):
+            episodes = _read_minari(path, f)
+            first = f[min(k for k in f.keys() if k.startswith("episode_"))]["observations"]
+            if isinstance(first, h5py.Group):
+                layout = tuple(
+                    (k, int(first[k].shape[-1]) if first[k].ndim > 1 else 1) for k in sorted(first)
+                )
+        else:
+            arrays = {k: _h5_array(path, f[k], k) for k in f.keys() if k not in ("infos", "metadata")}
+            infos = f.get("infos")
+            if (
+                spec is not None
+                and isinstance(infos, h5py.Group)
+                and "goal" in infos
+                and "observations" in arrays
+            ):
+                _stitch_goals(path, arrays, _h5_array(path, infos["goal"], "infos/goal"), spec)
+            episodes = _split_flat(path, arrays)
+    return episodes, stored_id, metadata, layout
+
+
+def _read_minari_dir(path: Path) -> tuple[list[Episode], str | None, dict, tuple]:
+    data, metadata = read_metadata(path)
+    layout = observation_layout(data / METADATA, metadata)
+    main = data / MAIN
+    try:
+        with h5py.File(main, "r") as f:
+            episodes = _read_minari(main, f, layout)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        if isinstance(err, DatasetError):
+            raise
+        raise DatasetError(f"{main}: cannot be read ({err})") from None
+    env_id = None
+    try:
+        env_id = json.loads(metadata["env_spec"])["id"] if metadata.get("env_spec") else None
+    except (TypeError, KeyError, json.JSONDecodeError):
+        raise DatasetError(f"{data / METADATA}: key 'env_spec' is not a Gymnasium EnvSpec's JSON") from None
+    info = {k: metadata[k] for k in ("dataset_id", "minari_version", "rewire") if k in metadata}
+    return episodes, env_id, info, layout
+
+
 def load_dataset(path: str | Path, spec: EnvSpec | None = None, env_id: str | None = None) -> EpisodeDataset:
-    """Read an NPZ or HDF5 dataset and validate it (against `spec` when given)."""
+    """Read a dataset and validate it (against `spec` when given): an NPZ or HDF5 file in the flat D4RL
+    layout (D4RL maze files' infos/goal stitched in as gymnasium-robotics' desired_goal), an HDF5 file of
+    Minari episode groups, or a Minari dataset directory (Dict observations flattened in sorted key order,
+    see `rewire.data.minari_format`)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
     suffix = path.suffix.lower()
     metadata: dict = {}
+    layout: tuple[tuple[str, int], ...] = ()
+    where = path  # what validation errors name
     try:
-        if suffix == ".npz":
+        if is_minari_dir(path):
+            where = main_file(path)
+            episodes, stored_id, metadata, layout = _read_minari_dir(path)
+        elif path.is_dir():
+            raise DatasetError(f"{path}: a directory without {METADATA}, not a Minari dataset")
+        elif suffix == ".npz":
             arrays = read_npz(path)
             stored_id = str(arrays.pop("env_id")) if "env_id" in arrays else None
             if "metadata" in arrays:
                 metadata = json.loads(str(arrays.pop("metadata")))
             episodes = _split_flat(path, arrays)
         elif suffix in (".h5", ".hdf5"):
-            with h5py.File(path, "r") as f:
-                stored_id = f.attrs.get("env_id")
-                metadata = json.loads(f.attrs.get("metadata", "{}"))
-                if any(k.startswith("episode_") for k in f.keys()):
-                    episodes = _read_minari(path, f)
-                else:
-                    episodes = _split_flat(path, {k: _h5_array(path, f[k], k) for k in f.keys()})
+            episodes, stored_id, metadata, layout = _read_h5(path, spec)
         else:
-            raise DatasetError(f"{path}: unknown format {suffix!r}; use .npz, .h5 or .hdf5")
-    except StoreError as err:
+            raise DatasetError(
+                f"{path}: unknown format {suffix!r}; use .npz, .h5, .hdf5 or a Minari directory"
+            )
+    except (StoreError, MinariFormatError) as err:
         raise DatasetError(str(err)) from None
     except (OSError, ValueError, KeyError, TypeError) as err:
         if isinstance(err, DatasetError):
@@ -354,14 +460,18 @@ def load_dataset(path: str | Path, spec: EnvSpec | None = None, env_id: str | No
     )
     if spec is not None and stored_id is not None and str(stored_id) != spec.env_id:
         raise DatasetError(f"{path}: key 'env_id' is {stored_id!r}, but training is on {spec.env_id!r}")
-    validate_episodes(path, episodes, spec)
-    return EpisodeDataset(episodes, env_id, metadata)
+    validate_episodes(where, episodes, spec)
+    return EpisodeDataset(episodes, env_id, metadata, layout)
 
 
-def save_dataset(dataset: EpisodeDataset, path: str | Path) -> Path:
-    """Write NPZ (flat D4RL layout) or HDF5 (Minari layout) by suffix, atomically."""
+def save_dataset(dataset: EpisodeDataset, path: str | Path, spec: EnvSpec | None = None) -> Path:
+    """Write NPZ (flat D4RL layout) or HDF5 (Minari episode groups) by suffix, or, for a path without a
+    suffix named like a Minari id (`pointmaze-medium-v0`), a Minari dataset directory (`spec`, the env's,
+    gives its spaces); atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if not suffix:
+        return _save_minari(dataset, path, spec)
     if suffix == ".npz":
         eps = dataset.episodes
         arrays = {
@@ -378,7 +488,7 @@ def save_dataset(dataset: EpisodeDataset, path: str | Path) -> Path:
         }
         return write_npz(path, arrays, compress=True)
     if suffix not in (".h5", ".hdf5"):
-        raise DatasetError(f"{path}: unknown format {suffix!r}; use .npz, .h5 or .hdf5")
+        raise DatasetError(f"{path}: unknown format {suffix!r}; use .npz, .h5, .hdf5 or a Minari directory")
     with atomic(path) as out, h5py.File(out, "w") as f:
         f.attrs["env_id"] = dataset.env_id
         f.attrs["metadata"] = json.dumps(dataset.metadata)
@@ -387,3 +497,20 @@ def save_dataset(dataset: EpisodeDataset, path: str | Path) -> Path:
             for key in MINARI_KEYS:
                 group.create_dataset(key, data=getattr(ep, key))
     return path
+
+
+def _save_minari(dataset: EpisodeDataset, path: Path, spec: EnvSpec | None) -> Path:
+    import gymnasium
+
+    from rewire.envs import make_spec
+
+    spec = spec or make_spec(dataset.env_id)
+    try:
+        env_spec = gymnasium.spec(spec.env_id).to_json()
+    except (gymnasium.error.Error, TypeError, ValueError):
+        env_spec = None  # not a registered id (or not serialisable): Minari then reads the stored spaces
+    extra = {"rewire": {"env_id": dataset.env_id, "generator": dataset.metadata}}
+    try:
+        return write_minari(path, dataset.episodes, spec, dataset.observation_keys, env_spec, extra)
+    except MinariFormatError as err:
+        raise DatasetError(str(err)) from None

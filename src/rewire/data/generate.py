@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewire.data.episodes import Episode, EpisodeDataset
+from rewire.data.mazes import point_maze_dataset
 from rewire.envs import EnvSpec, make_gym, make_jax
 from rewire.rollout import TRAJ_KEYS, scan_steps
 
@@ -127,9 +128,12 @@ def scripted_dataset(spec: EnvSpec, episodes: int, seed: int, noise: float | Non
     """The built-in noisy controller of `spec`'s environment."""
     if spec.is_jax:
         return maze_dataset(spec, episodes, seed, **({} if noise is None else {"noise": noise}))
+    if spec.env_id.startswith("PointMaze_"):
+        return point_maze_dataset(spec, episodes, seed, **({} if noise is None else {"noise": noise}))
     if spec.env_id not in SCRIPTED:
         raise ValueError(
-            f"no scripted controller for {spec.env_id}; scripted: {sorted(SCRIPTED)} and the point mazes. "
+            f"no scripted controller for {spec.env_id}; scripted: {sorted(SCRIPTED)} and the point mazes "
+            "(rewire's and gymnasium-robotics' PointMaze_*). "
             "Pass --policy CHECKPOINT to roll a saved policy instead."
         )
     noise = 0.3 if noise is None else noise
