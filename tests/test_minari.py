@@ -1,23 +1,19 @@
 """MuJoCo maze data: the waypoint-PD generator, Minari's on-disk format both ways, and D4RL maze files."""
 
-import dataclasses
+import json
 import warnings
 
 import gymnasium
 import h5py
 import numpy as np
 import pytest
-from test_gymnasium_envs import CONFIG
 from typer.testing import CliRunner
 
-import rewire
+from rewire.calql.trainer import FinetuneConfig
 from rewire.cli import app
 from rewire.data.episodes import DatasetError, load_dataset, save_dataset
 from rewire.data.mazes import OBS_KEYS, distance_map, next_cell, point_maze_dataset
 from rewire.envs import make_spec
-
-# the Gymnasium tests' tiny agent, one 25-step online chunk
-TINY = dataclasses.replace(CONFIG, offline_steps=50, online_steps=25, chunk=25, eval_every=25)
 
 
 def test_the_planner_walks_the_grid_by_hand():
@@ -122,7 +118,7 @@ def test_users_antmaze_files_minari_and_d4rl_are_read_and_trained_on(tmp_path, m
             observation_space=env.observation_space,
             action_space=env.action_space,
         )
-    from_minari = load_dataset(tmp_path / "user" / "antmaze-tiny-v0", spec)
+    from_minari = load_dataset(tmp_path / "user" / "antmaze-tiny-v0", spec)  # Minari's own writing
     first = episodes[0][0]
     want = np.concatenate([first["achieved_goal"], first["desired_goal"], first["observation"]], 1)
     np.testing.assert_array_equal(from_minari.episodes[0].observations, want.astype(np.float32))
@@ -143,12 +139,21 @@ def test_users_antmaze_files_minari_and_d4rl_are_read_and_trained_on(tmp_path, m
     np.testing.assert_array_equal(from_d4rl.episodes[0].observations, want[:-1].astype(np.float32))
     with pytest.raises(DatasetError, match=r"antmaze-d4rl\.hdf5: key 'episode 0/observations' has shape"):
         load_dataset(path, make_spec("PointMaze_UMaze-v3"))  # 29 + 2 + 2 columns do not make PointMaze's 8
-    config = dataclasses.replace(TINY, env_id=spec.env_id)
+    # trained on through the CLI, from the Minari directory, on the raw sparse reward
+    minari_dir = tmp_path / "user" / "antmaze-tiny-v0"
+    args = ["calql", "train", "--env", "AntMaze_UMaze-v4", "--dataset", str(minari_dir)]
+    args += ["--methods", "calql", "--seeds", "1", "--offline-steps", "50", "--online-steps", "25"]
+    args += ["--eval-every", "25", "--hidden", "16", "--batch-size", "16", "--n-actions", "2"]
+    args += ["--reward-scale", "1", "--reward-bias", "0", "--out", str(tmp_path / "runs"), "--quiet"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        result = rewire.calql.fit(path, "AntMaze_UMaze-v4", config, out=tmp_path / "run")
-    assert "final_success" in result.summary["agents"][0]
-    assert result.record["dataset"]["path"] == str(path.resolve())
+        res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    record = json.loads((run_dir / "config.json").read_text())
+    assert (record["config"]["reward_scale"], record["config"]["reward_bias"]) == (1.0, 0.0)
+    assert record["dataset"]["path"] == str(minari_dir.resolve())
+    assert "final_success" in json.loads((run_dir / "results.json").read_text())["agents"][0]
 
 
 def test_a_minari_directory_with_bad_parts_is_refused_with_its_file(tmp_path):
@@ -176,7 +181,7 @@ def test_evaluation_waves_and_the_dip_windows_schedule(monkeypatch):
     from rewire import rollout
     from rewire.calql.trainer import online_eval_steps
 
-    config = dataclasses.replace(TINY, online_steps=1000, eval_every=250, early_eval_every=100)
+    config = FinetuneConfig(online_steps=1000, eval_every=250, early_eval_every=100)
     # every 100 steps while inside the first fifth (200 steps), every 250 after it, and the end
     assert online_eval_steps(config) == [0, 100, 200, 450, 700, 950, 1000]
     spec = make_spec("PointMaze_UMaze-v3")
@@ -188,24 +193,3 @@ def test_evaluation_waves_and_the_dip_windows_schedule(monkeypatch):
     assert len(runner.eval_envs) == 6 and whole["length"].shape == (2, 3)
     for key in ("return", "success", "length"):
         np.testing.assert_array_equal(whole[key], waves[key])
-
-
-def test_cli_trains_a_mujoco_maze_from_a_minari_directory_on_raw_sparse_rewards(tmp_path):
-    import json
-
-    data = tmp_path / "pointmaze-umaze-v0"
-    runner = CliRunner()
-    args = ["data", "generate", "--env", "PointMaze_UMaze-v3", "--episodes", "4", "--out", str(data)]
-    assert runner.invoke(app, args).exit_code == 0
-    args = ["calql", "train", "--env", "PointMaze_UMaze-v3", "--dataset", str(data), "--methods", "calql"]
-    args += ["--seeds", "1", "--offline-steps", "50", "--online-steps", "50", "--eval-every", "50"]
-    args += ["--hidden", "16", "--batch-size", "16", "--n-actions", "2", "--reward-scale", "1"]
-    args += ["--reward-bias", "0", "--out", str(tmp_path / "runs"), "--quiet"]
-    res = runner.invoke(app, args)
-    assert res.exit_code == 0, res.output
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    record = json.loads((run_dir / "config.json").read_text())
-    assert (record["config"]["reward_scale"], record["config"]["reward_bias"]) == (1.0, 0.0)
-    assert record["dataset"]["path"] == str(data.resolve())
-    results = json.loads((run_dir / "results.json").read_text())
-    assert "final_success" in results["agents"][0]
