@@ -304,8 +304,12 @@ def _episode_index(path: Path, name: str) -> int:
         raise DatasetError(f"{path}: group '{name}' is not named episode_<number>") from None
 
 
-def _read_minari(path: Path, f: h5py.File, layout: tuple[tuple[str, int], ...] = ()) -> list[Episode]:
-    """Episode groups of a Minari hdf5 file; Dict observations flattened in `layout` order (sorted keys)."""
+def _read_minari(
+    path: Path, f: h5py.File, layout: tuple[tuple[str, int], ...] = ()
+) -> tuple[list[Episode], tuple[tuple[str, int], ...]]:
+    """Episode groups of a Minari hdf5 file, and the observation layout used: Dict observations flattened in
+    `layout` order, or, without one (a bare hdf5 file), in the first episode's sorted keys and widths, which
+    every later episode must then match."""
     names = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: _episode_index(path, k))
     episodes = []
     for name in names:
@@ -314,10 +318,13 @@ def _read_minari(path: Path, f: h5py.File, layout: tuple[tuple[str, int], ...] =
             if key not in group:
                 raise DatasetError(f"{path}: missing key '{name}/{key}'")
         arrays = {key: _h5_array(path, group[key], f"{name}/{key}") for key in MINARI_KEYS[1:]}
+        obs = group["observations"]
+        if not layout and not episodes and isinstance(obs, h5py.Group):
+            layout = tuple((k, int(obs[k].shape[-1]) if obs[k].ndim > 1 else 1) for k in sorted(obs))
         try:
             arrays["observations"] = flatten_observations(
                 f"{path}: {name}",
-                group["observations"],
+                obs,
                 layout,
                 partial(_h5_child, path, name),
             )
@@ -332,7 +339,7 @@ def _read_minari(path: Path, f: h5py.File, layout: tuple[tuple[str, int], ...] =
                 arrays["truncations"].astype(bool).reshape(-1),
             )
         )
-    return episodes
+    return episodes, layout
 
 
 def from_arrays(
@@ -366,11 +373,10 @@ def _stitch_goals(path: Path, arrays: dict[str, np.ndarray], goal: np.ndarray, s
     extra = spec.obs_dim - obs.shape[1]
     if extra not in (2, 4):
         return  # the widths say nothing is missing; validation reports a mismatch
-    body = obs if extra == 4 else obs[:, 2:]
-    arrays["observations"] = np.concatenate([obs[:, :2], goal, body], axis=1)
-    if "next_observations" in arrays:
-        nxt = np.asarray(arrays["next_observations"])
-        arrays["next_observations"] = np.concatenate([nxt[:, :2], goal, nxt if extra == 4 else nxt[:, 2:]], 1)
+    for key in ("observations", "next_observations"):
+        if key in arrays:
+            x = np.asarray(arrays[key])
+            arrays[key] = np.concatenate([x[:, :2], goal, x if extra == 4 else x[:, 2:]], axis=1)
 
 
 def _read_h5(path: Path, spec: EnvSpec | None) -> tuple[list[Episode], str | None, dict, tuple]:
@@ -379,12 +385,7 @@ def _read_h5(path: Path, spec: EnvSpec | None) -> tuple[list[Episode], str | Non
         stored_id = f.attrs.get("env_id")
         metadata = json.loads(f.attrs.get("metadata", "{}"))
         if any(k.startswith("episode_") for k in f.keys()):
-            episodes = _read_minari(path, f)
-            first = f[min(k for k in f.keys() if k.startswith("episode_"))]["observations"]
-            if isinstance(first, h5py.Group):
-                layout = tuple(
-                    (k, int(first[k].shape[-1]) if first[k].ndim > 1 else 1) for k in sorted(first)
-                )
+            episodes, layout = _read_minari(path, f)
         else:
             arrays = {k: _h5_array(path, f[k], k) for k in f.keys() if k not in ("infos", "metadata")}
             infos = f.get("infos")
@@ -405,7 +406,7 @@ def _read_minari_dir(path: Path) -> tuple[list[Episode], str | None, dict, tuple
     main = data / MAIN
     try:
         with h5py.File(main, "r") as f:
-            episodes = _read_minari(main, f, layout)
+            episodes, _ = _read_minari(main, f, layout)
     except (OSError, ValueError, KeyError, TypeError) as err:
         if isinstance(err, DatasetError):
             raise
