@@ -3,20 +3,27 @@ architectures and inner-loop hyper-parameters."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from rewire.hades.bc import init_many
 from rewire.hades.core import (
     HadesConfig,
+    dataset_template,
     default_config,
     evaluate_policies,
+    fit_dataset,
+    make_policy_fn,
     policy_for,
 )
-from rewire.hades.run import EVAL_INITS, build_hades, build_neuroevolution, save_dataset
+from rewire.hades.run import EVAL_INITS, EvolutionRun, build_hades, build_neuroevolution, save_dataset
 from rewire.mesh import Devices
+from rewire.rollout import control_rollout
 from rewire.runs import versions
 
 NE_SIGMA = 0.03  # the reference implementation's neuroevolution sigma on weights (Lupu et al. 2024)
@@ -42,9 +49,14 @@ def parameter_count(tree) -> int:
 
 
 def bench_config(
-    env: str, size: int | None, variant: str, generations: int | None, popsize: int | None
+    env: str,
+    size: int | None,
+    variant: str,
+    generations: int | None,
+    popsize: int | None,
+    preset: str = "cpu",
 ) -> HadesConfig:
-    base = default_config(env)
+    base = default_config(env, preset)
     return replace(
         base,
         size=size or base.size,
@@ -64,11 +76,14 @@ def run_hades_benchmark(
     quiet: bool = False,
     out_dir: Path | None = None,
     devices: Devices = None,
+    preset: str = "cpu",
+    cost: bool = False,
 ) -> dict:
     """Distil a dataset, evaluate fresh policies on it, run the baseline at equal env steps, and test
     transfer. With `out_dir`, each run's checkpoints and metrics go to `out_dir/<kind>/` and the dataset
-    (NPZ) to `out_dir/dataset.npz`."""
-    config = bench_config(env, size, variant, generations, popsize)
+    (NPZ) to `out_dir/dataset.npz`. With `cost`, also the generation's cost against its floor
+    (`generation_cost`)."""
+    config = bench_config(env, size, variant, generations, popsize, preset)
     hades = build_hades(config, seed, devices=devices)
     hades_time = hades.loop(out_dir / "hades" if out_dir else None, quiet).run()
     dataset = jax.device_get(hades.evolution.mean())
@@ -93,8 +108,9 @@ def run_hades_benchmark(
         generalisation[name] = float(np.median(out["returns"]))
         per_arch[name] = {"spec": spec, "returns": out["returns"]}
 
-    return {
+    out = {
         "config": config,
+        "preset": preset,
         "versions": versions(),
         "seed": seed,
         "env": env,
@@ -121,4 +137,173 @@ def run_hades_benchmark(
         "dataset": dataset,
         "obs_mean": hades.obs_mean,
         "obs_std": hades.obs_std,
+    }
+    if cost:
+        out["cost"] = {
+            "hades": generation_cost(hades, hades_time.seconds / max(hades_time.units, 1)),
+            "neuroevolution": generation_cost(ne, ne_time.seconds / max(ne_time.units, 1)),
+        }
+    return out
+
+
+def run_hades_seeds(
+    env: str = "CartPole-v1",
+    seeds: int = 3,
+    seed: int = 0,
+    preset: str = "cpu",
+    quiet: bool = False,
+    out_dir: Path | None = None,
+    devices: Devices = None,
+    **options,
+) -> dict:
+    """`run_hades_benchmark` for seeds seed, seed+1, ... (each seed drives both methods); the median over
+    seeds of each method's fresh-evaluation median, their ratio, and, from the first seed, the cost of a
+    generation against its floor. `options`: size, variant, generations, popsize."""
+    runs = []
+    for i in range(seeds):
+        folder = out_dir / f"seed{seed + i}" if out_dir is not None else None
+        runs.append(
+            run_hades_benchmark(
+                env,
+                seed=seed + i,
+                quiet=quiet,
+                out_dir=folder,
+                devices=devices,
+                preset=preset,
+                cost=i == 0,
+                **options,
+            )
+        )
+    hades = [r["return_median"] for r in runs]
+    ne = [r["neuroevolution"]["return_median"] for r in runs]
+    return {
+        "env": env,
+        "preset": preset,
+        "seeds": [r["seed"] for r in runs],
+        "config": runs[0]["config"],
+        "versions": versions(),
+        "hades_median": float(np.median(hades)),
+        "neuroevolution_median": float(np.median(ne)),
+        "ratio_of_medians": ratio(float(np.median(hades)), float(np.median(ne))),
+        "hades_per_seed": hades,
+        "neuroevolution_per_seed": ne,
+        "env_steps": runs[0]["env_steps"],
+        "cost": runs[0]["cost"],
+        "runs": runs,
+    }
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, or inf (nan for 0 / 0) when b is 0: MinAtar returns can be 0."""
+    if b != 0:
+        return a / b
+    return float("nan") if a == 0 else float("inf") * np.sign(a)
+
+
+def generation_cost(run: EvolutionRun, seconds_per_generation: float, repeats: int = 3) -> dict:
+    """A generation's seconds (from the run loop, compilation excluded) against its floor, measured now on
+    the same shapes: the bare vmapped rollouts of the generation's environment steps (population x inits
+    policies, `num_envs` x rollout steps each), plus, for HaDES, the bare BC training of as many policies
+    on a dataset of the evolved shape. `overhead` = generation / (rollouts + BC): what the ES, the
+    initialisations and the loop add."""
+    config, task = run.config, run.task
+    count = config.es.popsize * config.inits_per_candidate
+    module = policy_for(config, task, run.net)
+    keys = jax.random.split(jax.random.fold_in(run.evaluation_key, 7), count)
+    params = init_many(module, task.obs_dim, keys)
+    mean, std = jnp.asarray(run.obs_mean), jnp.asarray(run.obs_std)
+    steps = config.steps(task)
+
+    def rollout(p, k):
+        policy = make_policy_fn(task, module, p, mean, std, config.greedy)
+        return control_rollout(task, policy, k, config.num_envs, steps)["mean_return"]
+
+    rollouts = jax.jit(jax.vmap(rollout))
+    floor = {"rollout_seconds": _best_time(rollouts, repeats, params, keys)}
+    if run.kind == "hades":
+        template = dataset_template(config, task)
+        data = jax.tree.map(lambda x: jax.random.normal(keys[0], (count, *x.shape)), template)
+        bc = jax.jit(jax.vmap(lambda p, d: fit_dataset(config.learner, module, p, d, task)))
+        floor["bc_seconds"] = _best_time(bc, repeats, params, data)
+    floor_seconds = sum(floor.values())
+    return {
+        "seconds_per_generation": seconds_per_generation,
+        **floor,
+        "floor_seconds": floor_seconds,
+        "overhead": seconds_per_generation / floor_seconds,
+        "policies": count,
+        "env_steps": config.env_steps_per_generation(task),
+    }
+
+
+def _best_time(fn, repeats: int, *args) -> float:
+    """The fastest of `repeats` calls after one compiling call (the floor is what the work needs)."""
+    jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+MULTITASK_ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+MULTITASK_KEYS = {
+    "multitask": "multitask_median",
+    "single_task": "single_task_median",
+    "random": "random_return",
+    "normalised": "normalised",
+    "ratio": "ratio",
+}
+
+
+def run_multitask_benchmark(
+    envs: tuple[str, ...] = MULTITASK_ENVS,
+    seeds: int = 3,
+    seed: int = 0,
+    arch: str = "",
+    preset: str = "cpu",
+    out_dir: Path | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Per seed: distil one dataset per environment with HaDES (`default_config(env, preset)`, that seed),
+    then train multi-task policies on their union with both input layouts (`rewire.hades.multitask`) and
+    compare each environment's return with single-task policies of the same learner (the first env's,
+    modified by `arch`). Medians over seeds of each env's multi-task, single-task and normalised scores."""
+    import tempfile
+
+    from rewire.hades.multitask import SLOTS, load_task_dataset, run_multitask
+    from rewire.hades.run import fit
+
+    per_seed = []
+    with tempfile.TemporaryDirectory() as scratch:
+        root = out_dir or Path(scratch)
+        for s in range(seed, seed + seeds):
+            paths = []
+            for env in envs:
+                result = fit(env, default_config(env, preset), s, root / f"seed{s}" / env, quiet=quiet)
+                paths.append(result.directory / "dataset.npz")
+            learner = load_task_dataset(paths[0]).learner.with_arch(arch)
+            per_seed.append(
+                {slots: run_multitask(paths, learner, s, slots=slots) for slots in SLOTS} | {"seed": s}
+            )
+    summary = {}
+    for slots in SLOTS:
+        rows = {}
+        for env in envs:
+            # per seed: each kind's median over fresh policies; here their median over seeds
+            values = {
+                name: [run[slots]["tasks"][env][key] for run in per_seed]
+                for name, key in MULTITASK_KEYS.items()
+            }
+            rows[env] = {k: float(np.median(v)) for k, v in values.items()} | {"per_seed": values}
+        summary[slots] = {"tasks": rows, "worst_normalised": min(r["normalised"] for r in rows.values())}
+    return {
+        "envs": list(envs),
+        "seeds": list(range(seed, seed + seeds)),
+        "preset": preset,
+        "arch": arch,
+        "versions": versions(),
+        "summary": summary,
+        "runs": per_seed,
     }

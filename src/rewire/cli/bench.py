@@ -53,38 +53,82 @@ def calql(
         )
 
 
-@app.command("hades", help="HaDES vs neuroevolution at equal env steps; transfer to other architectures.")
+@app.command("hades", help="HaDES vs neuroevolution at equal env steps; transfer; a generation's cost.")
 @friendly_errors
 def hades(
     env: str = typer.Option("CartPole-v1", help="Task id (see `rewire hades distill --help`)."),
-    size: int = typer.Option(None, help="State-action pairs (default: the task's default)."),
+    preset: str = typer.Option("cpu", help="cpu (2 cores) or paper (MinAtar and Brax, accelerators)."),
+    seeds: int = typer.Option(1, min=1, help="Seeds seed, seed+1, ...; medians over them."),
+    size: int = typer.Option(None, help="State-action pairs (default: the preset's)."),
     variant: str = typer.Option("R", help="R (random inits) or F (fixed init)."),
-    generations: int = typer.Option(None, help="ES generations (default: the task's default)."),
+    generations: int = typer.Option(None, help="ES generations (default: the preset's)."),
     popsize: int = typer.Option(None, help="ES population size."),
     seed: int = typer.Option(0),
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
-    plots: Path = typer.Option(None, help="Write the fitness and dataset PNGs into this folder."),
-    out: Path = typer.Option(None, help="Keep checkpoints and dataset.npz in this folder."),
+    plots: Path = typer.Option(None, help="Write the fitness and dataset PNGs of the first seed here."),
+    out: Path = typer.Option(None, help="Keep checkpoints and dataset.npz per seed in this folder."),
     quiet: bool = QUIET,
     devices: str = DEVICES,
 ) -> None:
-    from rewire.bench.hades import run_hades_benchmark
+    from rewire.bench.hades import run_hades_seeds
     from rewire.report import plot_hades
 
-    result = run_hades_benchmark(env, size, variant, generations, popsize, seed, quiet, out, devices)
+    options = {"size": size, "variant": variant, "generations": generations, "popsize": popsize}
+    result = run_hades_seeds(env, seeds, seed, preset, quiet, out, devices, **options)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")
     if plots is not None:
-        plot_hades(result, plots)
-    ne = result["neuroevolution"]
+        plot_hades(result["runs"][0], plots)
+    for run in result["runs"]:
+        ne = run["neuroevolution"]
+        console.print(
+            f"seed {run['seed']}: {env} HaDES-{variant} {run['size']} pairs: fresh-init return median "
+            f"{run['return_median']:.1f} ({run['env_steps']:,} env steps, {run['generations_per_s']:.2f} "
+            f"generations/s); neuroevolution {ne['return_median']:.1f} at {ne['env_steps']:,} env steps"
+        )
+        console.print("  transfer: " + ", ".join(f"{k} {v:.1f}" for k, v in run["generalisation"].items()))
     console.print(
-        f"{env} HaDES-{variant} {result['size']} pairs: fresh-init return median "
-        f"{result['return_median']:.1f} "
-        f"({result['env_steps']:,} env steps, {result['generations_per_s']:.2f} generations/s); "
-        f"neuroevolution {ne['return_median']:.1f} at {ne['env_steps']:,} env steps"
+        f"median over {seeds} seed(s): HaDES {result['hades_median']:.1f}, neuroevolution "
+        f"{result['neuroevolution_median']:.1f} (ratio {result['ratio_of_medians']:.2f})"
     )
-    console.print("transfer: " + ", ".join(f"{k} {v:.1f}" for k, v in result["generalisation"].items()))
+    for kind, c in result["cost"].items():
+        floor = " + ".join(
+            f"{k.removesuffix('_seconds')} {c[k]:.3f} s" for k in ("rollout_seconds", "bc_seconds") if k in c
+        )
+        console.print(
+            f"{kind}: {c['seconds_per_generation']:.3f} s per generation against {floor}: "
+            f"overhead {c['overhead']:.2f}"
+        )
+
+
+@app.command("multitask", help="HaDES datasets per env, then one zero-shot multi-task policy on their union.")
+@friendly_errors
+def multitask(
+    envs: str = typer.Option(
+        "CartPole-v1,Acrobot-v1,MountainCar-v0", help="Comma-separated discrete-action task ids."
+    ),
+    seeds: int = typer.Option(3, min=1, help="Seeds seed, seed+1, ... (each distils every env)."),
+    seed: int = typer.Option(0),
+    arch: str = typer.Option("", help="Learner overrides on the first env's learner, e.g. 'width=256'."),
+    preset: str = typer.Option("cpu", help="The distillation preset (cpu or paper)."),
+    json_out: Path = typer.Option(None, "--json", help="Write the result here."),
+    out: Path = typer.Option(None, help="Keep the distillation runs in this folder."),
+    quiet: bool = QUIET,
+) -> None:
+    from rewire.bench.hades import run_multitask_benchmark
+
+    ids = tuple(e.strip() for e in envs.split(",") if e.strip())
+    result = run_multitask_benchmark(ids, seeds, seed, arch, preset, out, quiet)
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"wrote {json_out}")
+    for slots, block in result["summary"].items():
+        for env, row in block["tasks"].items():
+            console.print(
+                f"{slots:>8} {env:>24}: multi-task {row['multitask']:.1f}, single-task "
+                f"{row['single_task']:.1f}, normalised {row['normalised']:.2f}"
+            )
 
 
 @app.command("amf", help="AMF vs uniform and random task selection, GP and NN, mismatch and control.")

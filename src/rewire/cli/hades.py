@@ -38,6 +38,7 @@ def distill(
         help="Any gymnax id (CartPole-v1, Pendulum-v1, Breakout-MinAtar, ...) or "
         "brax-hopper|walker2d|halfcheetah|ant.",
     ),
+    preset: str = typer.Option("cpu", help="cpu (2 cores) or paper (MinAtar and Brax, for accelerators)."),
     size: int = typer.Option(None, help="State-action pairs N (default: the task's default)."),
     variant: str = typer.Option("R", help="R: fresh random inits each generation; F: one fixed init."),
     generations: int = typer.Option(None, help="ES generations (default: the task's default)."),
@@ -66,7 +67,7 @@ def distill(
         extended = resume_overrides(ctx, ("generations",))
         result = resume_run(resume, quiet=quiet, tensorboard=tensorboard, devices=devices, **extended)
     else:
-        config = default_config(env)
+        config = default_config(env, preset)
         es_cfg = replace(
             config.es,
             **{
@@ -110,13 +111,18 @@ def evaluate(
     arch: list[str] = typer.Option(
         [], help="Inner learner overrides, e.g. 'width=256,depth=3,act=relu,lr=0.01,steps=128' (repeatable)."
     ),
+    learner: str = typer.Option(
+        None,
+        help="Start from a named learner instead of the distilling one: reference (2x512 tanh, Adam 5e-3, "
+        "gradient clip 0.5, 200 full-batch steps, Gaussian NLL: the HaDES authors' Brax learner).",
+    ),
     inits: int = typer.Option(10, min=1, help="Fresh policies per architecture."),
     episodes: int = typer.Option(10, min=1, help="Evaluation episodes per policy."),
     greedy: bool = typer.Option(False, "--greedy", help="Act with the mode instead of sampling."),
     seed: int = typer.Option(0),
     json_out: Path = typer.Option(None, "--json", help="Write the returns here."),
 ) -> None:
-    from rewire.hades.core import HadesConfig, check_dataset, evaluate_dataset, task_for
+    from rewire.hades.core import HadesConfig, check_dataset, evaluate_dataset, learner_preset, task_for
     from rewire.hades.dataset import load_synthetic
     from rewire.runs import config_from_json
 
@@ -127,16 +133,47 @@ def evaluate(
         check_dataset(data, task)
     except ValueError as err:
         raise ValueError(f"{dataset}: {err}") from None
+    base = config.learner if learner is None else learner_preset(learner)
     key = jax.random.key(seed)
     results = {}
     for spec in ["", *arch]:
-        learner = config.learner.with_arch(spec)
-        out = evaluate_dataset(data, task, learner, obs_mean, obs_std, key, inits, episodes, greedy)
-        name = spec or "as distilled"
+        out = evaluate_dataset(
+            data, task, base.with_arch(spec), obs_mean, obs_std, key, inits, episodes, greedy
+        )
+        name = spec or ("as distilled" if learner is None else f"{learner} learner")
         results[name] = {"return_median": float(np.median(out["returns"])), "returns": out["returns"]}
         console.print(f"{name:>30}: median return {results[name]['return_median']:.1f} over {inits} inits")
     if json_out is not None:
         write_json(json_out, {"dataset": dataset, "env": task.env_id, "seed": seed, "results": results})
+
+
+@app.command("multitask", help="One policy by BC on the union of datasets for different envs, zero-shot.")
+@friendly_errors
+def multitask(
+    datasets: list[Path] = typer.Argument(
+        ..., help="dataset.npz files of `rewire hades distill`, one per env."
+    ),
+    arch: str = typer.Option("", help="Learner overrides on the first dataset's learner, e.g. 'width=256'."),
+    slots: str = typer.Option("disjoint", help="disjoint (each env its own input columns) or shared."),
+    inits: int = typer.Option(10, min=1, help="Fresh policies of each kind."),
+    episodes: int = typer.Option(10, min=1, help="Evaluation episodes per policy and env."),
+    greedy: bool = typer.Option(False, "--greedy", help="Act with the mode instead of sampling."),
+    seed: int = typer.Option(0),
+    json_out: Path = typer.Option(None, "--json", help="Write the returns here."),
+) -> None:
+    from rewire.hades.multitask import load_task_dataset, run_multitask
+
+    learner = load_task_dataset(datasets[0]).learner.with_arch(arch)
+    result = run_multitask(datasets, learner, seed, inits, episodes, greedy, slots)
+    for env, row in result["tasks"].items():
+        console.print(
+            f"{env:>24}: multi-task median {row['multitask_median']:.1f}, single-task "
+            f"{row['single_task_median']:.1f}, random {row['random_return']:.1f}: "
+            f"normalised {row['normalised']:.2f}"
+        )
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"wrote {json_out}")
 
 
 @app.command("digits", help="Distil scikit-learn digits into a few synthetic images per class.")

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rewire.nets import MLP
+from rewire.nets import MLP, gaussian_log_density
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,7 @@ def bc_loss(module: Policy, params, states: jax.Array, targets: jax.Array) -> ja
     if not module.continuous:
         return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(module.apply(params, states)), axis=-1))
     mean, log_std = module.apply(params, states)
-    nll = 0.5 * ((targets - mean) / jnp.exp(log_std)) ** 2 + log_std + 0.5 * jnp.log(2.0 * jnp.pi)
-    return jnp.mean(jnp.sum(nll, axis=-1))
+    return -jnp.mean(jnp.sum(gaussian_log_density(targets, mean, log_std), axis=-1))
 
 
 def train_bc(

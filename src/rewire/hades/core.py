@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rewire.envs.control import ControlTask, make_control
+from rewire.envs.control import BRAX_PREFIX, ControlTask, make_control
 from rewire.es import ESConfig, ScoreFn
 from rewire.hades.bc import GivenPolicy, Learner, Policy, act, init_many, policy_module, train_bc
 from rewire.rollout import control_rollout
@@ -69,34 +69,76 @@ class HadesConfig:
         return self.es.popsize * self.inits_per_candidate * self.num_envs * self.steps(task)
 
 
-def default_config(env_id: str, **overrides: Any) -> HadesConfig:
-    """Settings that work on 2 CPU cores for each supported task (overrides replace fields)."""
+PRESETS = ("cpu", "paper")
+"""The named settings of `default_config`: `cpu` (2 CPU cores) and `paper` (the reference's scale)."""
+MINATAR_SUFFIX = "-MinAtar"
+# The reference's inner learner for Brax (Lupu et al. 2024, README "HaDES"): 2 x 512 tanh, Adam 5e-3 after a
+# global-norm clip of 0.5, 200 full-batch steps (hopper; 400 on the other Brax tasks), Gaussian NLL.
+REFERENCE_LEARNER = Learner(hidden=(512, 512), lr=5e-3, steps=200, clip_norm=0.5)
+LEARNER_PRESETS = {"reference": REFERENCE_LEARNER}
+"""Named inner learners for `rewire hades evaluate --learner NAME`."""
+
+
+def default_config(env_id: str, preset: str = "cpu", **overrides: Any) -> HadesConfig:
+    """Settings per task (overrides replace fields). `cpu`: sized for 2 CPU cores. `paper`: the reference's
+    scale for accelerators (MinAtar and Brax only): population 2,048, 2,000 generations, width 512."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {list(PRESETS)}")
     classic = HadesConfig(env_id=env_id)
-    base = {
-        "CartPole-v1": classic,
-        "Acrobot-v1": replace(classic, size=3),
-        "Pendulum-v1": replace(
-            classic,
-            size=8,
-            generations=300,
-            learner=Learner(lr=0.01, steps=100, clip_norm=0.5),
-            rollout_steps=200,
-        ),
-        "MountainCarContinuous-v0": replace(
-            classic, size=8, learner=Learner(lr=0.01, steps=100, clip_norm=0.5), num_envs=2
-        ),
-    }.get(
-        env_id,
-        HadesConfig(  # Brax: the reference's OpenES settings, a narrower policy for CPU
+    minatar = env_id.endswith(MINATAR_SUFFIX)
+    brax = env_id.startswith(BRAX_PREFIX)
+    if preset == "paper" and not (minatar or brax):
+        raise ValueError(f"the paper preset covers MinAtar and Brax tasks, not {env_id}; use --preset cpu")
+    if minatar:
+        # The reference's MinAtar setting: 16 pairs with fixed one-hot labels, SNES (sigma 0.5, temperature
+        # 20), a ReLU MLP trained by BC for 64 Adam steps at lr 0.03. Fitness rollouts last the whole
+        # episode cap (rollout_steps None: 1,000 steps; Freeway 2,500), so every env finishes an episode and
+        # the fitness is a mean over whole episodes (README "HaDES": 1,024 steps scored Freeway 0).
+        width, popsize, generations, envs = (64, 64, 200, 4) if preset == "cpu" else (512, 2048, 2000, 8)
+        base = HadesConfig(
+            env_id=env_id,
+            size=16,
+            generations=generations,
+            es=ESConfig("snes", popsize=popsize, sigma=0.5, temperature=20.0),
+            learner=Learner(hidden=(width, width), activation="relu", lr=0.03, steps=64),
+            num_envs=envs,
+        )
+    elif brax:
+        # The reference's OpenES settings (sigma 0.03, Adam lr 0.05), with a narrower policy on CPU.
+        paper = preset == "paper"
+        steps = 200 if env_id in (f"{BRAX_PREFIX}hopper",) else 400
+        base = HadesConfig(
             env_id=env_id,
             size=4,
-            generations=300,
-            es=ESConfig("openes", popsize=64, sigma=0.03, lr=0.05),
-            learner=Learner(hidden=(64, 64), lr=5e-3, steps=200, clip_norm=0.5),
-            num_envs=1,
-        ),
-    )
+            generations=2000 if paper else 300,
+            es=ESConfig("openes", popsize=2048 if paper else 64, sigma=0.03, lr=0.05),
+            learner=replace(REFERENCE_LEARNER, steps=steps)
+            if paper
+            else Learner(hidden=(64, 64), lr=5e-3, steps=200, clip_norm=0.5),
+            num_envs=4 if paper else 1,
+        )
+    else:
+        base = {
+            "Acrobot-v1": replace(classic, size=3),
+            "Pendulum-v1": replace(
+                classic,
+                size=8,
+                generations=300,
+                learner=Learner(lr=0.01, steps=100, clip_norm=0.5),
+                rollout_steps=200,
+            ),
+            "MountainCarContinuous-v0": replace(
+                classic, size=8, learner=Learner(lr=0.01, steps=100, clip_norm=0.5), num_envs=2
+            ),
+        }.get(env_id, classic)
     return replace(base, **overrides)
+
+
+def learner_preset(name: str) -> Learner:
+    """A named inner learner (`LEARNER_PRESETS`), for evaluating a dataset the way its authors trained."""
+    if name not in LEARNER_PRESETS:
+        raise ValueError(f"unknown learner preset {name!r}; choose from {sorted(LEARNER_PRESETS)}")
+    return LEARNER_PRESETS[name]
 
 
 # ----------------------------------------------------------------------------- observation normalisation

@@ -1,0 +1,202 @@
+"""HaDES on the paper's domains: MinAtar and Brax presets, whole-episode fitness, a generation's cost against
+its floor, and zero-shot multi-task agents from per-environment datasets."""
+
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rewire.bench.hades import generation_cost
+from rewire.cli import app
+from rewire.envs.control import make_control
+from rewire.es import ESConfig
+from rewire.hades.bc import act, init_many
+from rewire.hades.core import default_config, learner_preset
+from rewire.hades.dataset import save_synthetic
+from rewire.hades.multitask import (
+    MASKED,
+    Layout,
+    TaskDataset,
+    layout_for,
+    multitask_module,
+    run_multitask,
+    train_multitask,
+    union,
+)
+from rewire.hades.run import fit
+from rewire.rollout import control_rollout
+
+
+def test_minatar_and_brax_presets_hold_the_reference_settings():
+    cpu, paper = default_config("Breakout-MinAtar"), default_config("Breakout-MinAtar", "paper")
+    for c in (cpu, paper):
+        assert (c.size, c.labels, c.es.algorithm, c.es.sigma, c.es.temperature) == (
+            16,
+            "fixed",
+            "snes",
+            0.5,
+            20.0,
+        )
+        assert (c.learner.activation, c.learner.lr, c.learner.steps, c.rollout_steps) == (
+            "relu",
+            0.03,
+            64,
+            None,
+        )
+    assert (paper.es.popsize, paper.generations, paper.learner.hidden) == (2048, 2000, (512, 512))
+    brax = default_config("brax-hopper", "paper")
+    assert (brax.es.algorithm, brax.es.sigma, brax.es.popsize, brax.generations) == (
+        "openes",
+        0.03,
+        2048,
+        2000,
+    )
+    assert brax.learner == learner_preset("reference")
+    reference = learner_preset("reference")
+    assert (reference.hidden, reference.activation, reference.lr, reference.steps, reference.clip_norm) == (
+        (512, 512),
+        "tanh",
+        5e-3,
+        200,
+        0.5,
+    )
+    with pytest.raises(ValueError, match="paper preset covers MinAtar and Brax"):
+        default_config("CartPole-v1", "paper")
+    with pytest.raises(ValueError, match="unknown preset"):
+        default_config("CartPole-v1", "gpu")
+
+
+def test_freeway_fitness_covers_whole_episodes():
+    """Freeway's episodes last 2,500 steps: the preset's rollouts last as long, so each env finishes its
+    episode and the score is its return (a 1,024-step rollout finishes none)."""
+    task = make_control("Freeway-MinAtar")
+    config = default_config("Freeway-MinAtar")
+    assert config.steps(task) == task.horizon == 2500
+    up = lambda obs, k: jnp.array(1)  # noqa: E731 (the action set is noop, up, down)
+    whole = control_rollout(task, up, jax.random.key(0), 2, config.steps(task))
+    assert int(whole["episodes"]) == 2 and float(whole["mean_return"]) > 5
+    short = control_rollout(task, up, jax.random.key(0), 2, 1024)
+    assert int(short["episodes"]) == 0
+
+
+def test_layouts_pad_states_into_slots_with_a_task_id():
+    layout = Layout((4, 6, 2), (2, 3, 3))
+    assert (layout.obs_dim, layout.input_dim, layout.actions) == (12, 15, 3)
+    assert layout.valid == ((True, True, False), (True, True, True), (True, True, True))
+    x = np.asarray(layout.inputs(jnp.arange(1.0, 7.0), 1))
+    np.testing.assert_array_equal(x, [0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 1, 0])
+    shared = Layout((4, 6, 2), (2, 3, 3), "shared")
+    assert shared.input_dim == 9
+    np.testing.assert_array_equal(
+        np.asarray(shared.inputs(jnp.array([7.0, 8.0]), 2)), [7, 8, 0, 0, 0, 0, 0, 0, 1]
+    )
+
+
+def _tasks() -> list[TaskDataset]:
+    """CartPole (2 actions) and Acrobot (3) with random states and round-robin labels, in memory."""
+    out = []
+    for i, (env, n) in enumerate((("CartPole-v1", 4), ("Acrobot-v1", 6))):
+        task = make_control(env)
+        states = np.asarray(jax.random.normal(jax.random.key(i), (n, task.obs_dim)))
+        config = default_config(env)
+        out.append(
+            TaskDataset(
+                task, {"states": states}, np.zeros(task.obs_dim), np.ones(task.obs_dim), config.learner
+            )
+        )
+    return out
+
+
+def test_a_fresh_multitask_network_ignores_the_task_id_and_never_picks_a_missing_action():
+    tasks = _tasks()
+    layout = layout_for(tasks)
+    module = multitask_module(tasks[0].learner, layout)
+    params = init_many(module, layout.input_dim, jax.random.split(jax.random.key(0), 1))
+    params = jax.tree.map(lambda x: x[0], params)
+    padded = jnp.zeros(layout.obs_dim).at[:4].set(jnp.array([0.3, -1.0, 0.5, 2.0]))
+    as_cartpole = module.apply(params, jnp.concatenate([padded, jnp.array([1.0, 0.0])]))
+    as_acrobot = module.apply(params, jnp.concatenate([padded, jnp.array([0.0, 1.0])]))
+    # the task id's weights start at zero (README "HaDES"); only the mask differs
+    np.testing.assert_allclose(as_cartpole[:2], as_acrobot[:2])
+    assert float(as_cartpole[2]) == MASKED and float(as_acrobot[2]) != MASKED
+    state = layout.inputs(jnp.array([0.3, -1.0, 0.5, 2.0]), 0)
+    actions = jax.vmap(lambda k: act(module, params, state, k, False))(
+        jax.random.split(jax.random.key(1), 2000)
+    )
+    assert set(np.asarray(actions).tolist()) == {0, 1}
+
+
+def test_multitask_bc_fits_every_dataset_of_the_union():
+    tasks = _tasks()
+    layout = layout_for(tasks)
+    module, params, losses = train_multitask(tasks, tasks[0].learner, jax.random.key(0), 3, layout)
+    inputs, targets = union(tasks, layout)
+    assert inputs.shape == (10, layout.input_dim) and targets.shape == (10, 3)
+    expected = [0, 1, 0, 1, 0, 1, 2, 0, 1, 2]
+    for i in range(3):
+        logits = module.apply(jax.tree.map(lambda x, i=i: x[i], params), inputs)
+        assert jnp.argmax(logits, -1).tolist() == expected
+    assert float(losses.max()) < 0.05
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory):
+    """Quick HaDES runs for CartPole and Acrobot (a few generations reach good returns)."""
+    root = tmp_path_factory.mktemp("multitask")
+    results = []
+    for env, generations, popsize in (("CartPole-v1", 5, 16), ("Acrobot-v1", 30, 32)):
+        config = replace(default_config(env), generations=generations, es=ESConfig(popsize=popsize))
+        results.append(fit(env, config, 0, root / env))
+    return results
+
+
+def test_generation_cost_sets_a_generation_against_rollouts_plus_bc(distilled):
+    run = distilled[0].run
+    cost = generation_cost(run, 0.5, repeats=1)
+    assert cost["policies"] == 32 and cost["env_steps"] == 32 * 4 * 500
+    assert cost["floor_seconds"] == pytest.approx(cost["rollout_seconds"] + cost["bc_seconds"])
+    assert cost["overhead"] == pytest.approx(0.5 / cost["floor_seconds"])
+    assert min(cost["rollout_seconds"], cost["bc_seconds"]) > 0
+
+
+def test_a_zero_shot_multitask_agent_keeps_most_of_each_single_task_return(distilled):
+    result = run_multitask([r.directory / "dataset.npz" for r in distilled], seed=0, inits=4, episodes=4)
+    for env, row in result["tasks"].items():
+        m, s, r = row["multitask_median"], row["single_task_median"], row["random_return"]
+        assert row["normalised"] == pytest.approx((m - r) / (s - r))
+        assert s > r + 50, f"{env}: the quick dataset did not learn ({s} against random {r})"
+        assert row["normalised"] > 0.8, f"{env}: multi-task {m}, single-task {s}, random {r}"
+    assert result["layout"] == {
+        "slots": "disjoint",
+        "input": 12,
+        "padded_obs": 10,
+        "actions": 3,
+        "order": ["CartPole-v1", "Acrobot-v1"],
+    }
+
+
+def test_cli_multitask_refuses_bad_input_with_one_line(distilled, tmp_path):
+    distilled = [r.directory / "dataset.npz" for r in distilled]
+    runner = CliRunner()
+    res = runner.invoke(app, ["hades", "multitask", str(distilled[0])])
+    assert res.exit_code == 2 and "at least two environments" in res.output
+    res = runner.invoke(app, ["hades", "multitask", str(distilled[0]), str(distilled[0])])
+    assert res.exit_code == 2 and "one dataset per environment" in res.output
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an npz")
+    res = runner.invoke(app, ["hades", "multitask", str(distilled[0]), str(bad)])
+    assert res.exit_code == 2 and str(bad) in res.output and "Traceback" not in res.output
+    pendulum = save_synthetic(
+        tmp_path / "pendulum.npz",
+        {"states": np.zeros((2, 3), np.float32), "actions": np.zeros((2, 1), np.float32)},
+        np.zeros(3),
+        np.ones(3),
+        {"env_id": "Pendulum-v1", "config": default_config("Pendulum-v1")},
+    )
+    res = runner.invoke(app, ["hades", "multitask", str(distilled[0]), str(pendulum)])
+    assert res.exit_code == 2 and "continuous actions" in res.output
+    res = runner.invoke(app, ["hades", "multitask", *map(str, distilled), "--slots", "diagonal"])
+    assert res.exit_code == 2 and "unknown input slots" in res.output
