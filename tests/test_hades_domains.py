@@ -14,7 +14,7 @@ from rewire.cli import app
 from rewire.envs.control import make_control
 from rewire.es import ESConfig
 from rewire.hades.bc import act, init_many
-from rewire.hades.core import default_config, learner_preset
+from rewire.hades.core import default_config, learner_preset, observation_stats
 from rewire.hades.dataset import save_synthetic
 from rewire.hades.multitask import (
     MASKED,
@@ -46,6 +46,7 @@ def test_minatar_and_brax_presets_hold_the_reference_settings():
             64,
             None,
         )
+    assert cpu.std_floor == paper.std_floor == 1.0  # 0/1 planes: centred, not divided by 1e-4
     assert (paper.es.popsize, paper.generations, paper.learner.hidden) == (2048, 2000, (512, 512))
     brax = default_config("brax-hopper", "paper")
     assert (brax.es.algorithm, brax.es.sigma, brax.es.popsize, brax.generations) == (
@@ -67,6 +68,16 @@ def test_minatar_and_brax_presets_hold_the_reference_settings():
         default_config("CartPole-v1", "paper")
     with pytest.raises(ValueError, match="unknown preset"):
         default_config("CartPole-v1", "gpu")
+
+
+def test_the_std_floor_bounds_the_normalisation_scale():
+    task = make_control("CartPole-v1")
+    key = jax.random.key(0)
+    mean, std = observation_stats(task, key, 4)
+    floored_mean, floored = observation_stats(task, key, 4, std_floor=0.5)
+    np.testing.assert_array_equal(floored_mean, mean)
+    np.testing.assert_allclose(floored, np.maximum(std, 0.5))
+    assert (std < 0.5).any() and (floored >= 0.5).all()
 
 
 def test_freeway_fitness_covers_whole_episodes():

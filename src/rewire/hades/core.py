@@ -42,6 +42,9 @@ class HadesConfig:
     labels: str = "fixed"
     evolve_lr: bool = False
     greedy: bool = False  # act with the mode instead of sampling (the paper samples)
+    # The smallest normalisation scale: an observation feature that a random policy never changes (most of
+    # MinAtar's pixels: bricks, unvisited cells) would otherwise be divided by 1e-4 when it does change
+    std_floor: float = 0.0
 
     def validate(self, task: ControlTask) -> None:
         if self.variant not in ("F", "R"):
@@ -52,6 +55,8 @@ class HadesConfig:
             raise ValueError(f"dataset size {self.size}: choose 1 to 1024 state-action pairs")
         if self.labels not in ("fixed", "learned"):
             raise ValueError(f"unknown labels {self.labels!r}; choose 'fixed' or 'learned'")
+        if self.std_floor < 0:
+            raise ValueError(f"std_floor must be >= 0, got {self.std_floor}")
         if self.inits < 1 or self.num_envs < 1 or self.generations < 0:
             raise ValueError("inits and num_envs must be >= 1 and generations >= 0")
         self.es.validate()
@@ -102,6 +107,7 @@ def default_config(env_id: str, preset: str = "cpu", **overrides: Any) -> HadesC
             es=ESConfig("snes", popsize=popsize, sigma=0.5, temperature=20.0),
             learner=Learner(hidden=(width, width), activation="relu", lr=0.03, steps=64),
             num_envs=envs,
+            std_floor=1.0,  # MinAtar's planes are 0/1: centred, not scaled (README "HaDES")
         )
     elif brax:
         # The reference's OpenES settings (sigma 0.03, Adam lr 0.05), with a narrower policy on CPU.
@@ -144,8 +150,11 @@ def learner_preset(name: str) -> Learner:
 # ----------------------------------------------------------------------------- observation normalisation
 
 
-def observation_stats(task: ControlTask, key: jax.Array, num_envs: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed normalisation constants (mean, std) of the observations of a uniformly random policy.
+def observation_stats(
+    task: ControlTask, key: jax.Array, num_envs: int = 16, std_floor: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed normalisation constants (mean, std) of the observations of a uniformly random policy, the
+    std at least `std_floor`.
 
     Synthetic states live in this normalised space; the constants are stored with the dataset, so a
     dataset means the same thing in every rollout (the reference's running statistics did not)."""
@@ -157,7 +166,7 @@ def observation_stats(task: ControlTask, key: jax.Array, num_envs: int = 16) -> 
 
     obs = control_rollout(task, random_policy, key, num_envs, task.horizon)["observations"]
     obs = np.asarray(obs).reshape(-1, task.obs_dim)
-    return obs.mean(0), np.sqrt(obs.var(0) + 1e-8)
+    return obs.mean(0), np.maximum(np.sqrt(obs.var(0) + 1e-8), std_floor)
 
 
 # ----------------------------------------------------------------------------- datasets and fitness

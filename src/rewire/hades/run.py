@@ -96,8 +96,8 @@ class EvolutionRun:
         )
 
 
-def _stats(task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    return observation_stats(task, jax.random.fold_in(jax.random.key(seed), 1))
+def _stats(config: HadesConfig, task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return observation_stats(task, jax.random.fold_in(jax.random.key(seed), 1), std_floor=config.std_floor)
 
 
 def build_hades(
@@ -111,7 +111,7 @@ def build_hades(
     config's env id or on `task`, with the config's MLP or the user's flax module `net`; the population is
     split over `devices` (`rewire.mesh`)."""
     task = _checked(config, task)
-    obs_mean, obs_std = _stats(task, seed)
+    obs_mean, obs_std = _stats(config, task, seed)
     module = policy_for(config, task, net)
     score = make_hades_score(config, task, obs_mean, obs_std, module)
     fixed = jax.random.fold_in(jax.random.key(seed), 2) if config.variant == "F" else None
@@ -134,7 +134,7 @@ def build_neuroevolution(
     """The same ES on the policy weights, started from a standard random initialisation, with as many
     rollouts per candidate as HaDES-R has inits, so both spend the same environment steps per generation."""
     task = _checked(config, task)
-    obs_mean, obs_std = _stats(task, seed)
+    obs_mean, obs_std = _stats(config, task, seed)
     module = policy_for(config, task, net)
     params0 = initializer(module, task.obs_dim)(jax.random.fold_in(jax.random.key(seed), 3))
     score = make_neuroevolution_score(config, task, obs_mean, obs_std, module)
