@@ -17,7 +17,10 @@ from rewire.edit.run import EditorTraining, pretrain, problem, task_data
 from rewire.edit.world import EditWorld, WorldConfig
 from rewire.envs import make_spec
 from rewire.es import ESConfig
-from rewire.hades.core import default_config
+from rewire.envs.control import make_control
+from rewire.hades.bc import Learner
+from rewire.hades.core import TaskDataset, default_config
+from rewire.hades.multitask import evaluate_multitask, layout_for, train_multitask
 from rewire.hades.run import build_hades
 from rewire.loop import Loop
 from rewire.unlearn.session import Setup
@@ -68,9 +71,24 @@ def hades() -> dict:
     one, four = (build_hades(config, 0, devices=d) for d in (1, 4))
     for run in (one, four):
         run.loop(quiet=True).run()
+    # zero-shot multi-task policies: trained and evaluated with the fresh policies split over devices
+    rng = np.random.default_rng(0)
+    tasks = []
+    for env_id in ("CartPole-v1", "Acrobot-v1"):
+        task = make_control(env_id)
+        states = {"states": rng.normal(size=(6, task.obs_dim)).astype(np.float32)}
+        tasks.append(TaskDataset(task, states, np.zeros(task.obs_dim), np.ones(task.obs_dim), Learner()))
+    layout = layout_for(tasks)
+    learner = Learner(hidden=(16, 16), steps=8)
+    trained = [train_multitask(tasks, learner, jax.random.key(1), 4, layout, d) for d in (1, 4)]
+    module, params = trained[0][0], trained[0][1]
+    returns = [evaluate_multitask(tasks, layout, module, params, jax.random.key(2), 2, False, d) for d in (1, 4)]
     return {
         "fitness_equal": one.evolution.history == four.evolution.history,
         "mean_close": close(one.evolution.mean(), four.evolution.mean(), 1e-5),
+        "multitask_params_close": close(trained[0][1], trained[1][1], 1e-4),
+        "multitask_returns_equal": all(np.array_equal(a, b) for a, b in zip(*returns, strict=True)),
+        "multitask_split_over_4": trained[1][1]["params"]["net"]["Dense_0"]["kernel"].sharding.num_devices == 4,
     }
 
 

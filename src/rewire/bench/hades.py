@@ -3,6 +3,7 @@ architectures and inner-loop hyper-parameters."""
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +22,8 @@ from rewire.hades.core import (
     make_policy_fn,
     policy_for,
 )
-from rewire.hades.run import EVAL_INITS, EvolutionRun, build_hades, build_neuroevolution, save_dataset
+from rewire.hades.multitask import SLOTS, load_discrete_dataset, run_multitask
+from rewire.hades.run import EVAL_INITS, EvolutionRun, build_hades, build_neuroevolution, fit, save_dataset
 from rewire.mesh import Devices
 from rewire.rollout import control_rollout
 from rewire.runs import versions
@@ -270,11 +272,6 @@ def run_multitask_benchmark(
     then train multi-task policies on their union with both input layouts (`rewire.hades.multitask`) and
     compare each environment's return with single-task policies of the same learner (the first env's,
     modified by `arch`). Medians over seeds of each env's multi-task, single-task and normalised scores."""
-    import tempfile
-
-    from rewire.hades.multitask import SLOTS, load_task_dataset, run_multitask
-    from rewire.hades.run import fit
-
     per_seed = []
     with tempfile.TemporaryDirectory() as scratch:
         root = out_dir or Path(scratch)
@@ -283,7 +280,7 @@ def run_multitask_benchmark(
             for env in envs:
                 result = fit(env, default_config(env, preset), s, root / f"seed{s}" / env, quiet=quiet)
                 paths.append(result.directory / "dataset.npz")
-            learner = load_task_dataset(paths[0]).learner.with_arch(arch)
+            learner = load_discrete_dataset(paths[0]).learner.with_arch(arch)
             per_seed.append(
                 {slots: run_multitask(paths, learner, s, slots=slots) for slots in SLOTS} | {"seed": s}
             )

@@ -122,18 +122,11 @@ def evaluate(
     seed: int = typer.Option(0),
     json_out: Path = typer.Option(None, "--json", help="Write the returns here."),
 ) -> None:
-    from rewire.hades.core import HadesConfig, check_dataset, evaluate_dataset, learner_preset, task_for
-    from rewire.hades.dataset import load_synthetic
-    from rewire.runs import config_from_json
+    from rewire.hades.core import evaluate_dataset, learner_preset, load_task_dataset
 
-    data, obs_mean, obs_std, meta = load_synthetic(dataset)
-    config = config_from_json(HadesConfig, meta.get("config"), f"{dataset}: meta.config")
-    task = task_for(config)
-    try:
-        check_dataset(data, task)
-    except ValueError as err:
-        raise ValueError(f"{dataset}: {err}") from None
-    base = config.learner if learner is None else learner_preset(learner)
+    loaded = load_task_dataset(dataset)
+    data, task, obs_mean, obs_std = loaded.dataset, loaded.task, loaded.obs_mean, loaded.obs_std
+    base = loaded.learner if learner is None else learner_preset(learner)
     key = jax.random.key(seed)
     results = {}
     for spec in ["", *arch]:
@@ -160,11 +153,12 @@ def multitask(
     greedy: bool = typer.Option(False, "--greedy", help="Act with the mode instead of sampling."),
     seed: int = typer.Option(0),
     json_out: Path = typer.Option(None, "--json", help="Write the returns here."),
+    devices: str = DEVICES,
 ) -> None:
-    from rewire.hades.multitask import load_task_dataset, run_multitask
+    from rewire.hades.multitask import load_discrete_dataset, run_multitask
 
-    learner = load_task_dataset(datasets[0]).learner.with_arch(arch)
-    result = run_multitask(datasets, learner, seed, inits, episodes, greedy, slots)
+    learner = load_discrete_dataset(datasets[0]).learner.with_arch(arch)
+    result = run_multitask(datasets, learner, seed, inits, episodes, greedy, slots, devices)
     for env, row in result["tasks"].items():
         console.print(
             f"{env:>24}: multi-task median {row['multitask_median']:.1f}, single-task "

@@ -17,6 +17,7 @@ from rewire.hades.core import (
     default_config,
     evaluate_dataset,
     learner_preset,
+    load_task_dataset,
     make_hades_score,
     make_neuroevolution_score,
     policy_for,
@@ -24,7 +25,7 @@ from rewire.hades.core import (
 from rewire.hades.core import HadesConfig as Config
 from rewire.hades.dataset import load_synthetic, save_synthetic
 from rewire.hades.evolution import Evolution
-from rewire.hades.multitask import Layout, load_task_dataset, run_multitask
+from rewire.hades.multitask import Layout, run_multitask
 from rewire.hades.run import HadesResult, as_task, build_hades, build_neuroevolution, fit, resume
 
 load = HadesResult.load

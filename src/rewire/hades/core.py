@@ -21,7 +21,9 @@ import numpy as np
 from rewire.envs.control import BRAX_PREFIX, ControlTask, make_control
 from rewire.es import ESConfig, ScoreFn
 from rewire.hades.bc import GivenPolicy, Learner, Policy, act, init_many, policy_module, train_bc
+from rewire.hades.dataset import load_synthetic
 from rewire.rollout import control_rollout
+from rewire.runs import config_from_json
 
 
 @dataclass(frozen=True)
@@ -323,3 +325,27 @@ def task_for(config: HadesConfig) -> ControlTask:
     task = make_control(config.env_id)
     config.validate(task)
     return task
+
+
+@dataclass(frozen=True)
+class TaskDataset:
+    """One environment's synthetic dataset: its task, arrays and normalisation constants."""
+
+    task: ControlTask
+    dataset: dict[str, np.ndarray]
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    learner: Learner  # the learner it was distilled for
+
+
+def load_task_dataset(path: str | os.PathLike) -> TaskDataset:
+    """A `dataset.npz` of `rewire hades distill`, with its task rebuilt from the stored config and its
+    arrays checked against that task (errors name the file)."""
+    data, obs_mean, obs_std, meta = load_synthetic(path)
+    config = config_from_json(HadesConfig, meta.get("config"), f"{path}: meta.config")
+    task = task_for(config)
+    try:
+        check_dataset(data, task)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return TaskDataset(task, data, obs_mean, obs_std, config.learner)

@@ -20,41 +20,23 @@ import numpy as np
 
 from rewire.envs.control import ControlTask
 from rewire.hades.bc import GivenPolicy, Learner, act, init_many, train_bc
-from rewire.hades.core import HadesConfig, bc_targets, check_dataset, evaluate_dataset, task_for
-from rewire.hades.dataset import load_synthetic
+from rewire.hades.core import TaskDataset, bc_targets, evaluate_dataset, load_task_dataset
+from rewire.mesh import Devices, batch_mesh, fetch, place
 from rewire.nets import MLP, activation
 from rewire.rollout import control_rollout
-from rewire.runs import config_from_json, versions
+from rewire.runs import versions
 
 MASKED = -1e9  # the logit of an action the task does not have: probability 0 after the softmax
 
 
-@dataclass(frozen=True)
-class TaskDataset:
-    """One environment's synthetic dataset: its task, arrays and normalisation constants."""
-
-    task: ControlTask
-    dataset: dict[str, np.ndarray]
-    obs_mean: np.ndarray
-    obs_std: np.ndarray
-    learner: Learner  # the learner it was distilled for
-
-
-def load_task_dataset(path: str | os.PathLike) -> TaskDataset:
-    """A `dataset.npz` of `rewire hades distill`, with its task rebuilt from the stored config; a dataset
-    of continuous actions is refused (the multi-task head is categorical)."""
-    data, obs_mean, obs_std, meta = load_synthetic(path)
-    config = config_from_json(HadesConfig, meta.get("config"), f"{path}: meta.config")
-    task = task_for(config)
-    try:
-        check_dataset(data, task)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-    if not task.discrete:
+def load_discrete_dataset(path: str | os.PathLike) -> TaskDataset:
+    """`load_task_dataset`, refusing a dataset of continuous actions (the multi-task head is categorical)."""
+    loaded = load_task_dataset(path)
+    if not loaded.task.discrete:
         raise ValueError(
-            f"{path}: {task.env_id} has continuous actions; multi-task agents need discrete ones"
+            f"{path}: {loaded.task.env_id} has continuous actions; multi-task agents need discrete ones"
         )
-    return TaskDataset(task, data, obs_mean, obs_std, config.learner)
+    return loaded
 
 
 class TaskMaskedMLP(nn.Module):
@@ -145,12 +127,19 @@ def multitask_module(learner: Learner, layout: Layout) -> GivenPolicy:
 
 
 def train_multitask(
-    tasks: list[TaskDataset], learner: Learner, key: jax.Array, inits: int, layout: Layout
+    tasks: list[TaskDataset],
+    learner: Learner,
+    key: jax.Array,
+    inits: int,
+    layout: Layout,
+    devices: Devices = None,
 ) -> tuple[GivenPolicy, Any, jax.Array]:
-    """`inits` fresh multi-task policies trained by BC on the union; (module, stacked params, final loss)."""
+    """`inits` fresh multi-task policies trained by BC on the union, split over `devices` (`rewire.mesh`);
+    (module, stacked params, final loss)."""
     module = multitask_module(learner, layout)
     inputs, targets = union(tasks, layout)
     params = init_many(module, layout.input_dim, jax.random.split(key, inits))
+    params = place(params, batch_mesh(devices, inits, "the multi-task policies"))
     params, losses = jax.jit(jax.vmap(lambda p: train_bc(learner, module, p, inputs, targets)))(params)
     return module, params, losses[:, -1]
 
@@ -163,8 +152,13 @@ def evaluate_multitask(
     key: jax.Array,
     episodes: int,
     greedy: bool,
+    devices: Devices = None,
 ) -> list[np.ndarray]:
-    """Per task, each policy's mean first-episode return over `episodes` full-horizon episodes."""
+    """Per task, each policy's mean first-episode return over `episodes` full-horizon episodes; the
+    policies are split over `devices`."""
+    count = jax.tree.leaves(params)[0].shape[0]
+    mesh = batch_mesh(devices, count, "the multi-task policies")
+    params = place(params, mesh)
     out = []
     for t, item in enumerate(tasks):
         mean, std = jnp.asarray(item.obs_mean), jnp.asarray(item.obs_std)
@@ -175,9 +169,8 @@ def evaluate_multitask(
 
             return control_rollout(item.task, policy, k, episodes, item.task.horizon)["first_return"]
 
-        count = jax.tree.leaves(params)[0].shape[0]
-        keys = jax.random.split(jax.random.fold_in(key, t), count)
-        out.append(np.asarray(jax.jit(jax.vmap(one))(params, keys)))
+        keys = place(jax.random.split(jax.random.fold_in(key, t), count), mesh)
+        out.append(fetch(jax.jit(jax.vmap(one))(params, keys)))
     return out
 
 
@@ -200,15 +193,17 @@ def run_multitask(
     episodes: int = 10,
     greedy: bool = False,
     slots: str = "disjoint",
+    devices: Devices = None,
 ) -> dict[str, Any]:
     """Train `inits` multi-task policies on the union of the datasets at `paths` (one per environment) and
     as many single-task policies on each dataset alone, all with `learner` (default: the first dataset's),
     and evaluate them in each environment. Per task: both medians, the random policy's return, `ratio`
     (multi / single, meaningful for positive returns) and `normalised`, (multi - random) / (single - random),
-    the share of the single-task policy's gain over random that the multi-task policy keeps."""
+    the share of the single-task policy's gain over random that the multi-task policy keeps. The multi-task
+    policies are split over `devices` (`rewire.mesh`)."""
     if len(paths) < 2:
         raise ValueError("a multi-task agent needs datasets for at least two environments")
-    tasks = [load_task_dataset(p) for p in paths]
+    tasks = [load_discrete_dataset(p) for p in paths]
     ids = [t.task.env_id for t in tasks]
     if len(set(ids)) != len(ids):
         raise ValueError(f"one dataset per environment, got {ids}")
@@ -217,8 +212,8 @@ def run_multitask(
     key = jax.random.key(seed)
     k_train, k_eval, k_single, k_random = jax.random.split(key, 4)
     layout = layout_for(tasks, slots)
-    module, params, losses = train_multitask(tasks, learner, k_train, inits, layout)
-    multi = evaluate_multitask(tasks, layout, module, params, k_eval, episodes, greedy)
+    module, params, losses = train_multitask(tasks, learner, k_train, inits, layout, devices)
+    multi = evaluate_multitask(tasks, layout, module, params, k_eval, episodes, greedy, devices)
     per_task = {}
     for t, item in enumerate(tasks):
         single = evaluate_dataset(
@@ -254,7 +249,7 @@ def run_multitask(
             "order": ids,
         },
         "learner": learner,
-        "bc_loss_per_init": np.asarray(losses),
+        "bc_loss_per_init": fetch(losses),
         "seed": seed,
         "inits": inits,
         "episodes": episodes,
