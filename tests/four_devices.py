@@ -16,8 +16,8 @@ from rewire.edit.agents import PPO, PPOConfig
 from rewire.edit.run import EditorTraining, pretrain, problem, task_data
 from rewire.edit.world import EditWorld, WorldConfig
 from rewire.envs import make_spec
-from rewire.es import ESConfig
 from rewire.envs.control import make_control
+from rewire.es import ESConfig
 from rewire.hades.bc import Learner
 from rewire.hades.core import TaskDataset, default_config
 from rewire.hades.multitask import evaluate_multitask, layout_for, train_multitask
@@ -82,13 +82,15 @@ def hades() -> dict:
     learner = Learner(hidden=(16, 16), steps=8)
     trained = [train_multitask(tasks, learner, jax.random.key(1), 4, layout, d) for d in (1, 4)]
     module, params = trained[0][0], trained[0][1]
-    returns = [evaluate_multitask(tasks, layout, module, params, jax.random.key(2), 2, False, d) for d in (1, 4)]
+    key = jax.random.key(2)
+    returns = [evaluate_multitask(tasks, layout, module, params, key, 2, False, d) for d in (1, 4)]
+    first_layer = trained[1][1]["params"]["net"]["Dense_0"]["kernel"]
     return {
         "fitness_equal": one.evolution.history == four.evolution.history,
         "mean_close": close(one.evolution.mean(), four.evolution.mean(), 1e-5),
         "multitask_params_close": close(trained[0][1], trained[1][1], 1e-4),
         "multitask_returns_equal": all(np.array_equal(a, b) for a, b in zip(*returns, strict=True)),
-        "multitask_split_over_4": trained[1][1]["params"]["net"]["Dense_0"]["kernel"].sharding.num_devices == 4,
+        "multitask_split_over_4": first_layer.sharding.num_devices == 4,
     }
 
 
