@@ -32,13 +32,13 @@ from rewire.rollout import control_rollout
 
 def test_minatar_and_brax_presets_hold_the_reference_settings():
     cpu, paper = default_config("Breakout-MinAtar"), default_config("Breakout-MinAtar", "paper")
-    for c in (cpu, paper):
+    for c, sigma, temperature in ((cpu, 0.1, 5.0), (paper, 0.5, 20.0)):
         assert (c.size, c.labels, c.es.algorithm, c.es.sigma, c.es.temperature) == (
             16,
             "fixed",
             "snes",
-            0.5,
-            20.0,
+            sigma,
+            temperature,
         )
         assert (c.learner.activation, c.learner.lr, c.learner.steps, c.rollout_steps) == (
             "relu",

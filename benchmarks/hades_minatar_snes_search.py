@@ -1,0 +1,61 @@
+"""The SNES settings of HaDES's MinAtar cpu preset (README "HaDES"): short HaDES runs on Breakout-MinAtar,
+base seed 0 only, one per (temperature, sigma), each scored by the median return of 10 fresh policies trained
+on the ES mean, with the population's mean fitness per block of 10 generations.
+
+    .venv/bin/python benchmarks/hades_minatar_snes_search.py --generations 80 --json OUT.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from rewire.hades.core import default_config
+from rewire.hades.run import build_hades
+from rewire.runs import versions, write_json
+
+SETTINGS = [(20.0, 0.5), (5.0, 0.5), (2.0, 0.5), (5.0, 0.2), (5.0, 0.1), (10.0, 0.2), (2.0, 0.2)]
+
+
+def search(env: str, generations: int, seed: int) -> list[dict]:
+    rows = []
+    for temperature, sigma in SETTINGS:
+        config = default_config(env, "cpu", generations=generations)
+        config = replace(config, es=replace(config.es, temperature=temperature, sigma=sigma))
+        start = time.perf_counter()
+        run = build_hades(config, seed)
+        run.loop(None, quiet=True).run()
+        returns = run.evaluate_mean()["returns"]
+        history = run.evolution.history["score_mean"]
+        rows.append(
+            {
+                "temperature": temperature,
+                "sigma": sigma,
+                "fresh_median": float(np.median(returns)),
+                "population_mean_per_10_generations": [
+                    float(np.mean(history[i : i + 10])) for i in range(0, len(history), 10)
+                ],
+                "seconds": time.perf_counter() - start,
+                "config": config,
+            }
+        )
+        print(f"T {temperature:g} sigma {sigma:g}: fresh median {rows[-1]['fresh_median']:.2f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="Breakout-MinAtar")
+    parser.add_argument("--generations", type=int, default=80)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", required=True)
+    args = parser.parse_args()
+    rows = search(args.env, args.generations, args.seed)
+    write_json(args.json, {"env": args.env, "seed": args.seed, "versions": versions(), "runs": rows})
+
+
+if __name__ == "__main__":
+    main()
