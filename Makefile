@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,mazes]"
+	$(BIN)/pip install -q -e ".[dev,mazes,metaworld]"
 	touch $(STAMP)
 
 demo: $(STAMP)

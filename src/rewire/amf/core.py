@@ -21,9 +21,11 @@ from flax import struct
 
 from rewire.amf.gaussian import greedy_batch
 from rewire.amf.models import Data, GPModel, GPModelState, GPSettings, NNModel, NNModelState, NNSettings
+from rewire.envs.metaworld import MetaWorldFamily, MetaWorldSettings
 from rewire.envs.multitask import MultiTaskEnv, TaskFamily, TaskPolicy, make_multitask
 
-Family = MultiTaskEnv | TaskFamily
+Family = MultiTaskEnv | TaskFamily | MetaWorldFamily
+METAWORLD = "metaworld"
 
 SELECTORS = ("amf", "uniform", "random")
 """Task selectors: greedy information gain, a fixed shuffled round robin, i.i.d. uniform."""
@@ -56,6 +58,8 @@ class AMFConfig:
     targets: tuple[int, ...] | None = None  # target task ids (default: all tasks, uniformly)
     gp: GPSettings = field(default_factory=GPSettings)
     nn: NNSettings = field(default_factory=NNSettings)
+    metaworld: MetaWorldSettings = field(default_factory=MetaWorldSettings)
+    eval_every: int = 1
 
     @property
     def rounds(self) -> int:
@@ -72,6 +76,8 @@ class AMFConfig:
             raise ValueError(f"--budget {self.budget} is below the batch size {self.batch}: no round fits")
         if self.budget % self.batch:
             raise ValueError(f"--budget {self.budget} must be a multiple of --batch {self.batch}")
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every must be at least 1, got {self.eval_every}")
         if self.proxy_stride < 1 or not 1 <= self.is_top_k <= self.tasks or self.is_action_std <= 0:
             raise ValueError("need proxy_stride >= 1, 1 <= is_top_k <= tasks and is_action_std > 0")
 
@@ -108,11 +114,19 @@ class AMF:
 
     def __init__(self, config: AMFConfig, family: Family | None = None):
         """`family`: a task family of your own (`TaskFamily`); default: the config's built-in `env`."""
+        if family is None and config.env == METAWORLD:
+            family = config.metaworld.family()
         if family is not None:
             config = replace(config, env=family.name, tasks=family.num_tasks)
         config.validate()
         self.config = config
         self.env: Family = make_multitask(config.env, config.tasks) if family is None else family
+        self.host = getattr(self.env, "host", False)  # episodes on the host's simulators, not in jit
+        if self.host and config.model != "nn":
+            raise ValueError(
+                f"{self.env.name} runs AMF-NN only (--model nn): an RBF GP over its 39-D states has no "
+                'lengthscales to stand on (README "AMF")'
+            )
         targets = range(self.env.num_tasks) if config.targets is None else config.targets
         self.targets = jnp.asarray([self.env.check_task(t) for t in targets], jnp.int32)
         if not len(self.targets) or len(set(targets)) != len(self.targets):
@@ -156,12 +170,22 @@ class AMF:
         return self._flat(state.states, state.actions, state.tasks, self._collected_valid(state))
 
     # -- init -------------------------------------------------------------------------------------------
-    def init(self, key_data: jax.Array, pre_tasks: jax.Array, params: jax.Array) -> AMFState:
-        """Pretraining demos of `pre_tasks` from the expert, the pretrained model, an empty demo store."""
+    def init(
+        self,
+        key_data: jax.Array,
+        pre_tasks: jax.Array,
+        params: jax.Array,
+        pre_demos: tuple[jax.Array, jax.Array] | None = None,
+    ) -> AMFState:
+        """Pretraining demos of `pre_tasks` from the expert (or `pre_demos`, (states, actions) a host
+        family's simulators made), the pretrained model, an empty demo store."""
         keys, env, n = self._keys(key_data), self.env, self.config.budget
-        pre_states, pre_actions = jax.vmap(env.demonstrate)(
-            pre_tasks, jax.random.split(keys["pretrain_demos"], pre_tasks.shape[0])
-        )
+        if pre_demos is None:
+            pre_states, pre_actions = jax.vmap(env.demonstrate)(
+                pre_tasks, jax.random.split(keys["pretrain_demos"], pre_tasks.shape[0])
+            )
+        else:
+            pre_states, pre_actions = pre_demos
         state = AMFState(
             key=key_data,
             round=jnp.zeros((), jnp.int32),
@@ -181,11 +205,16 @@ class AMF:
         )
 
     # -- proxies of the expert's state distribution per task --------------------------------------------
-    def rollout_proxies(self, policy: TaskPolicy) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """One noise-free rollout of the current policy per task: inputs Z, target weights, candidate idx."""
+    def rollout_proxies(
+        self, policy: TaskPolicy, states: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """One noise-free rollout of the current policy per task (or its `states` (C, H, S), from a host
+        family's simulators): inputs Z, target weights, candidate idx."""
         env, c = self.env, self.env.num_tasks
         tasks = jnp.arange(c)
-        states = jax.vmap(lambda t: env.rollout(policy, t, env.nominal_start, jax.random.key(0))[0])(tasks)
+        if states is None:
+            key = jax.random.key(0)
+            states = jax.vmap(lambda t: env.rollout(policy, t, env.nominal_start, key)[0])(tasks)
         states = states[:, :: self.config.proxy_stride]
         m = states.shape[1]
         z = jax.vmap(env.inputs)(states, tasks).reshape(-1, env.input_dim)
@@ -224,9 +253,11 @@ class AMF:
         cand_idx = jnp.arange(c)[:, None] * k * m + jnp.arange(m)[None]
         return z, weights, cand_idx
 
-    def proxies(self, state: AMFState, policy: TaskPolicy) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def proxies(
+        self, state: AMFState, policy: TaskPolicy, rollout_states: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         if self.config.proxies == "rollout":
-            return self.rollout_proxies(policy)
+            return self.rollout_proxies(policy, rollout_states)
         valid = jnp.concatenate([jnp.ones(state.pre_tasks.shape, bool), self._collected_valid(state)])
         return self.importance_proxies(
             policy,
@@ -245,12 +276,13 @@ class AMF:
         """Success of the current policy in every task (noise-free rollouts): (C,) of 0/1."""
         return self.env.success_per_task(self.policy(state))
 
-    def select(self, state: AMFState, key: jax.Array) -> dict:
-        """This round's batch for every selector, AMF's scores and whether the covariance was finite."""
+    def select(self, state: AMFState, key: jax.Array, rollout_states: jax.Array | None = None) -> dict:
+        """This round's batch for every selector, AMF's scores and whether the covariance was finite.
+        `rollout_states`: the current policy's proxy rollouts (C, H, S) when a host family made them."""
         cfg = self.config
         pre, data = self.pretraining_data(state), self.collected_data(state)
         post = self.model.posterior(state.model, pre, data)
-        z, weights, cand_idx = self.proxies(state, self.model.policy(state.model, post))
+        z, weights, cand_idx = self.proxies(state, self.model.policy(state.model, post), rollout_states)
         cov = self.model.cov(state.model, post, z)
         amf, scores = greedy_batch(cov, cand_idx, weights, self.model.noise, cfg.batch)
         n = len(self.targets)
@@ -264,22 +296,35 @@ class AMF:
             "finite": jnp.all(jnp.isfinite(cov)),
         }
 
-    def round(self, state: AMFState) -> tuple[AMFState, dict]:
-        """Select a batch of tasks, get one expert demonstration of each, refit, evaluate."""
-        cfg = self.config
+    def round_keys(self, state: AMFState) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """This round's keys: (select, demonstrations, fit)."""
         key = jax.random.fold_in(self._keys(state.key)["rounds"], state.round)
-        k_select, k_demo, k_fit = jax.random.split(key, 3)
-        choice = self.select(state, k_select)
-        tasks = jnp.stack([choice[name] for name in SELECTORS])[state.selector]
-        states, actions = jax.vmap(self.env.demonstrate)(tasks, jax.random.split(k_demo, cfg.batch))
+        return tuple(jax.random.split(key, 3))
+
+    def choose(self, state: AMFState, rollout_states: jax.Array | None = None) -> dict:
+        """This round's selection (`select`) and the batch of the run's own selector (`tasks`)."""
+        choice = self.select(state, self.round_keys(state)[0], rollout_states)
+        return choice | {"tasks": jnp.stack([choice[name] for name in SELECTORS])[state.selector]}
+
+    def add(self, state: AMFState, tasks: jax.Array, states: jax.Array, actions: jax.Array) -> AMFState:
+        """Store one demonstration (states (H, S), actions (H, A)) of each task of the batch, and refit."""
         at = state.count
+        k_fit = self.round_keys(state)[2]
         state = state.replace(
             states=jax.lax.dynamic_update_slice_in_dim(state.states, states, at, 0),
             actions=jax.lax.dynamic_update_slice_in_dim(state.actions, actions, at, 0),
             tasks=jax.lax.dynamic_update_slice_in_dim(state.tasks, tasks, at, 0),
-            count=at + cfg.batch,
+            count=at + self.config.batch,
             round=state.round + 1,
         )
-        state = state.replace(model=self.model.fit(state.model, self.collected_data(state), k_fit))
+        return state.replace(model=self.model.fit(state.model, self.collected_data(state), k_fit))
+
+    def round(self, state: AMFState) -> tuple[AMFState, dict]:
+        """Select a batch of tasks, get one expert demonstration of each, refit, evaluate."""
+        choice = self.choose(state)
+        k_demo = self.round_keys(state)[1]
+        tasks = choice["tasks"]
+        states, actions = jax.vmap(self.env.demonstrate)(tasks, jax.random.split(k_demo, self.config.batch))
+        state = self.add(state, tasks, states, actions)
         metrics = {"tasks": tasks, "scores": choice["scores"], "finite": choice["finite"]}
         return state, metrics | {"success": self.evaluate(state)}

@@ -26,7 +26,7 @@ import optax
 from flax import struct
 
 from rewire.amf.gaussian import data_cholesky, posterior_cov, rbf, solve_weights
-from rewire.envs.multitask import FamilyMethods, TaskPolicy, clip_norm
+from rewire.envs.multitask import TaskInputs, TaskPolicy
 from rewire.nets import MLP
 
 
@@ -88,7 +88,7 @@ class NNModelState:
 
 
 class GPModel:
-    def __init__(self, env: FamilyMethods, settings: GPSettings, noise: float):
+    def __init__(self, env: TaskInputs, settings: GPSettings, noise: float):
         if min(settings.lengthscale_state, settings.lengthscale_goal, settings.variance) <= 0:
             raise ValueError(f"GP lengthscales and variance must be positive, got {settings}")
         self.env, self.settings, self.noise = env, settings, noise
@@ -119,7 +119,7 @@ class GPModel:
         def act(state, task):
             x = self.env.inputs(state, task)[None]
             k = self.kernel(post.inputs, x) * post.mask[:, None]
-            return clip_norm((k.T @ post.weights)[0], self.env.max_step)
+            return self.env.clip_action((k.T @ post.weights)[0])
 
         return act
 
@@ -128,7 +128,7 @@ class GPModel:
 
 
 class NNModel:
-    def __init__(self, env: FamilyMethods, settings: NNSettings):
+    def __init__(self, env: TaskInputs, settings: NNSettings):
         if min(settings.pretrain_steps, settings.finetune_steps, settings.batch_size) < 1:
             raise ValueError(f"NN steps and batch size must be positive, got {settings}")
         self.env, self.settings, self.noise = env, settings, settings.kernel_noise
@@ -228,7 +228,7 @@ class NNModel:
 
         def act(state, task):
             out = self._mixture(model, tuned, self.env.inputs(state, task), task)
-            return clip_norm(out, self.env.max_step)
+            return self.env.clip_action(out)
 
         return act
 

@@ -23,10 +23,16 @@ from rewire.runs import config_from_json, read_json, read_run_record, start_run_
 THRESHOLD = 0.9
 GIVEN = "given"  # the setting of a task family of your own: its pretraining tasks are given
 HISTORY = ("success", "tasks", "scores")
+SKIPPED = -1.0  # the success of a round a host family did not evaluate (successes lie in [0, 1])
 
 
 class NonFiniteKernel(ValueError):
     """The posterior covariance over the proxy inputs was not finite (diverged states or bad settings)."""
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    """The mean success of a round's row in the metrics stream; None for a round that was not evaluated."""
+    return None if (values == SKIPPED).any() else float(values.mean())
 
 
 def demos_to(threshold: float, demos: list[int], success: list[float]) -> int | None:
@@ -58,7 +64,8 @@ class AMFRun:
         if not (settings and seeds and selectors):
             raise ValueError("need at least one setting, seed and selector")
         self.amf = AMF(config, family)
-        if family is not None:
+        self.host = self.amf.host
+        if family is not None and not self.host:
             if settings != [GIVEN] or not pretrain_tasks:
                 raise ValueError("a task family of your own takes pretrain_tasks (one setting, 'given')")
             self._given = [self.amf.env.check_task(t) for t in pretrain_tasks]
@@ -67,8 +74,13 @@ class AMFRun:
         self.labels = [(t, s, m) for t in settings for s in seeds for m in selectors]
         self.mesh = batch_mesh(devices, len(self.labels), "AMF's runs (settings x seeds x selectors)")
         self._ids = ids
-        self._round = jax.jit(jax.vmap(self.amf.round))
-        self._evaluate = jax.jit(jax.vmap(self.amf.evaluate))
+        if self.host:
+            self._choose = jax.jit(jax.vmap(self.amf.choose))
+            self._add = jax.jit(jax.vmap(self.amf.add))
+            self._act_rows = jax.jit(self._rows_policy)
+        else:
+            self._round = jax.jit(jax.vmap(self.amf.round))
+            self._evaluate = jax.jit(jax.vmap(self.amf.evaluate))
         with jax.enable_x64(True):
             pairs = [(t, s) for t in settings for s in seeds]
             self._key_data = jnp.stack([jax.random.key_data(jax.random.key(s)) for _, s in pairs])
@@ -80,20 +92,109 @@ class AMFRun:
         """The task of each pretraining demonstration in `setting`."""
         if setting == GIVEN:
             return np.asarray(self._given)
+        if self.host:
+            return self.amf.env.pretraining_demo_tasks(setting)
         return pretraining_demo_tasks(self.amf.env, setting)
 
-    def _initial_state(self) -> AMFState:
+    def _initial_state(self, pre_demos: tuple[np.ndarray, np.ndarray] | None = None) -> AMFState:
         params = self.amf.model.init_params(self.amf.param_keys(self._key_data))
-        state = jax.jit(jax.vmap(self.amf.init))(self._key_data, self._pre, params)
+        state = jax.jit(jax.vmap(self.amf.init))(self._key_data, self._pre, params, pre_demos)
         state = jax.tree.map(lambda x: jnp.repeat(x, len(self.selectors), axis=0), state)
         return state.replace(selector=jnp.tile(jnp.asarray(self._ids, jnp.int32), len(self._pre)))
 
     def init(self) -> None:
         """Pretrain every run and evaluate it (round 0)."""
         with jax.enable_x64(True):
-            self.state = place(self._initial_state(), self.mesh)
-            success = fetch(self._evaluate(self.state))
+            pre_demos = self._host_pretraining() if self.host else None
+            self.state = place(self._initial_state(pre_demos), self.mesh)
+            success = self._host_success(self.state) if self.host else fetch(self._evaluate(self.state))
         self.history = {"success": [success], "tasks": [], "scores": []}
+
+    # -- a host family's episodes (Meta-World): simulated outside jit, every run's policy in one call ----
+    def _rows_policy(self, model: Any, runs: jax.Array, obs: jax.Array, tasks: jax.Array) -> jax.Array:
+        """Actions of run runs[i]'s policy at obs[i] in task tasks[i]."""
+
+        def one(run, o, task):
+            return self.amf.model.policy(jax.tree.map(lambda x: x[run], model), None)(o, task)
+
+        return jax.vmap(one)(runs, obs, tasks)
+
+    def _policy_episodes(
+        self, state: AMFState, runs: list[int], tasks: list[int], starts: list
+    ) -> np.ndarray:
+        """Noise-free episodes of run runs[i]'s policy in task tasks[i] from starts[i]: their states and
+        whether each succeeded."""
+        from rewire.envs.metaworld import WAVE
+
+        run_of, task_of = np.asarray(runs), np.asarray(tasks)
+
+        def act(obs: np.ndarray, episodes: np.ndarray) -> np.ndarray:
+            m, pad = len(episodes), WAVE - len(episodes)  # one shape: one compilation
+            rows = np.pad(episodes, (0, pad))
+            out = self._act_rows(state.model, run_of[rows], np.pad(obs, ((0, pad), (0, 0))), task_of[rows])
+            return fetch(out)[:m]
+
+        states, _, success = self.amf.env.episodes(act, tasks, starts)
+        return states, success
+
+    def _host_success(self, state: AMFState) -> np.ndarray:
+        """Success per run and task (R, C): the share of the task's evaluation starts that succeed."""
+        env, ids = self.amf.env, self.amf.env.eval_start_ids()
+        runs = [r for r in range(len(self.labels)) for _ in ids]
+        tasks = [t for _ in self.labels for t, _ in ids]
+        starts = [env.start(t, "eval", i) for _ in self.labels for t, i in ids]
+        _, success = self._policy_episodes(state, runs, tasks, starts)
+        return success.reshape(len(self.labels), env.num_tasks, env.num_eval_starts).mean(-1)
+
+    def _host_pretraining(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (setting, seed)'s pretraining demonstrations, seeded by its seed."""
+        pairs = [(t, s) for t in self.settings for s in self.seeds]
+        demos = [
+            self.amf.env.demonstrations(
+                self.pretrain_tasks(t).tolist(),
+                "pretrain",
+                list(range(len(self._pre[0]))),
+                [s] * len(self._pre[0]),
+            )
+            for t, s in pairs
+        ]
+        return np.stack([d[0] for d in demos]), np.stack([d[1] for d in demos])
+
+    def _host_round(self, state: AMFState) -> tuple[AMFState, dict]:
+        """`AMF.round` with the episodes on the host: proxy rollouts of every run's policy, the selection,
+        the chosen demonstrations (a demonstration is fixed by (seed, slot, task), so selectors of a seed
+        that ask for the same task in the same slot get the same one), the refit, and an evaluation
+        every `eval_every` rounds and after the last (`SKIPPED` otherwise)."""
+        env, batch, runs = self.amf.env, self.config.batch, range(len(self.labels))
+        proxy_tasks = [t for _ in runs for t in range(env.num_tasks)]
+        starts = [env.start(t, "proxy", 0) for t in proxy_tasks]
+        proxy_states, _ = self._policy_episodes(
+            state, [r for r in runs for _ in range(env.num_tasks)], proxy_tasks, starts
+        )
+        proxy_states = place(
+            jnp.asarray(proxy_states.reshape(len(runs), env.num_tasks, *proxy_states.shape[1:])), self.mesh
+        )
+        choice = self._choose(state, proxy_states)
+        tasks = fetch(choice["tasks"])
+        slots = [
+            (self.labels[r][1], self.round * batch + b, int(tasks[r, b])) for r in runs for b in range(batch)
+        ]
+        unique = sorted(set(slots))
+        states, actions = env.demonstrations(
+            [t for *_, t in unique], "demo", [i for _, i, _ in unique], [s for s, _, _ in unique]
+        )
+        which = np.asarray([unique.index(k) for k in slots]).reshape(len(runs), batch)
+        state = self._add(
+            state,
+            choice["tasks"],
+            place(jnp.asarray(states[which]), self.mesh),
+            place(jnp.asarray(actions[which]), self.mesh),
+        )
+        done = self.round + 1
+        evaluated = done % self.config.eval_every == 0 or done == self.config.rounds
+        success = self._host_success(state) if evaluated else np.full((len(runs), env.num_tasks), SKIPPED)
+        metrics = {k: choice[k] for k in ("tasks", "scores", "finite")}
+        return state, metrics | {"success": success}
 
     @property
     def round(self) -> int:
@@ -114,7 +215,7 @@ class AMFRun:
     def step(self) -> list[dict]:
         """One round for every run; raises NonFiniteKernel (state unchanged) if a covariance is not finite."""
         with jax.enable_x64(True):
-            state, metrics = self._round(self.state)
+            state, metrics = (self._host_round if self.host else self._round)(self.state)
             metrics = fetch(metrics)
         if not metrics["finite"].all():
             bad = [self.labels[i] for i in np.flatnonzero(~metrics["finite"])]
@@ -134,14 +235,15 @@ class AMFRun:
                 "setting": setting,
                 "seed": seed,
                 "selector": selector,
-                "success": float(metrics["success"][i][targets].mean()),
+                "success": _mean_or_none(metrics["success"][i][targets]),
                 "tasks": metrics["tasks"][i].tolist(),
             }
             for i, (setting, seed, selector) in enumerate(self.labels)
         ]
 
     def note(self) -> str:
-        mean = np.asarray(self.history["success"][-1])[:, np.asarray(self.amf.targets)].mean(-1)
+        latest = [x for x in self.history["success"] if (np.asarray(x) != SKIPPED).all()][-1]
+        mean = np.asarray(latest)[:, np.asarray(self.amf.targets)].mean(-1)
         by = {
             m: np.median([v for v, (_, _, n) in zip(mean, self.labels, strict=True) if n == m])
             for m in self.selectors
@@ -162,7 +264,7 @@ class AMFRun:
         if not isinstance(rounds, int) or rounds < 0:
             raise store.StoreError(f"{stored.path}: no round count")
         with jax.enable_x64(True):
-            template = jax.eval_shape(self._initial_state)
+            template = jax.eval_shape(self._initial_state, *self._pretraining_shapes())
             state = store.restore(template, stored.group("state"), stored.path)
             self.state = place(state, self.mesh)
         history = {}
@@ -174,12 +276,27 @@ class AMFRun:
             history[name] = [] if arrays is None else list(arrays)
         self.history = history
 
+    def _pretraining_shapes(self) -> tuple:
+        """The arguments of `_initial_state` as shapes only (a host family's demos are not remade)."""
+        if not self.host:
+            return ()
+        env, (pairs, count) = self.amf.env, self._pre.shape
+        shape = (pairs, count, env.horizon)
+        return (
+            (
+                jax.ShapeDtypeStruct((*shape, env.state_dim), jnp.float64),
+                jax.ShapeDtypeStruct((*shape, env.action_dim), jnp.float64),
+            ),
+        )
+
     # -- results ----------------------------------------------------------------------------------------
     def results(self) -> dict:
         """Per setting and selector: demos spent, median (over seeds) mean success, per-seed curves, the
         tasks each seed asked for, the share of demos spent on tasks pretraining never saw, demos to 0.9."""
-        demos = [r * self.config.batch for r in range(self.round + 1)]
         success = np.stack(self.history["success"])  # (rounds + 1, runs, C)
+        evaluated = np.flatnonzero((success != SKIPPED).all(axis=(1, 2)))
+        demos = [int(r) * self.config.batch for r in evaluated]
+        success = success[evaluated]
         tasks = (
             np.concatenate(self.history["tasks"], axis=1) if self.round else np.zeros((len(self.labels), 0))
         )

@@ -37,11 +37,10 @@ def clip_norm(a: jax.Array, max_norm: float) -> jax.Array:
     return a * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
 
 
-class FamilyMethods:
-    """What AMF and its models use of a task family, built on a few hooks that each family defines:
-    `goals` (C, goal_dim), `state_dim`, `goal_dim`, `action_dim`, `horizon`, `max_step` (the norm actions
-    are clipped to), `expert_noise`, `step`, `expert_mean`, `task_success`, `nominal_start`, `sample_start`,
-    `eval_starts`. A policy sees x = (state, goal of the task)."""
+class TaskInputs:
+    """What AMF's models use of any task family: a policy sees x = (state, goal of the task), and its
+    actions are clipped. Hooks: `goals` (C, goal_dim), `state_dim`, `goal_dim`, `max_step` (the norm actions
+    are clipped to, and the BC loss's unit), `name`."""
 
     @property
     def num_tasks(self) -> int:
@@ -61,6 +60,16 @@ class FamilyMethods:
         """Policy inputs (state, goal of `task`) for states of shape (..., state_dim)."""
         goal = jnp.broadcast_to(self.goals[task], states.shape[:-1] + (self.goal_dim,))
         return jnp.concatenate([states, goal.astype(states.dtype)], axis=-1)
+
+    def clip_action(self, action: jax.Array) -> jax.Array:
+        """An action inside the family's action set: scaled down to norm `max_step`."""
+        return clip_norm(action, self.max_step)
+
+
+class FamilyMethods(TaskInputs):
+    """A task family whose episodes run in JAX (inside AMF's jitted round), built on the hooks of
+    `TaskInputs` and `action_dim`, `horizon`, `expert_noise`, `step`, `expert_mean`, `task_success`,
+    `nominal_start`, `sample_start`, `eval_starts`."""
 
     def rollout(
         self, policy_fn: TaskPolicy, task: jax.Array, start: jax.Array, key: jax.Array, noise: float = 0.0

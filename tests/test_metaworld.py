@@ -1,0 +1,94 @@
+"""AMF's Meta-World family: each scripted expert solves its own task within the episode cap, the env's
+success flag is what is read, seeded demonstrations reproduce, bad task sets are refused, and a small
+AMF-NN run on the simulators resumes to the bits of an uninterrupted one."""
+
+import jax
+import numpy as np
+import pytest
+
+from rewire.amf.core import AMF, AMFConfig
+from rewire.amf.models import NNSettings
+from rewire.amf.run import AMFRun
+from rewire.envs.metaworld import HORIZON, MetaWorldFamily, MetaWorldSettings, parse_tasks
+from rewire.loop import Loop
+
+
+@pytest.fixture(scope="module")
+def family():
+    return MetaWorldFamily("paper", seed=0, eval_starts=2)
+
+
+def test_each_expert_solves_its_task_and_success_is_the_envs_flag(family):
+    ids = family.eval_start_ids()
+    tasks = [t for t, _ in ids]
+    starts = [family.start(t, "eval", i) for t, i in ids]
+    states, actions, success = family.episodes(None, tasks, starts, [(0, 9, t, i) for t, i in ids])
+    assert success.all(), success  # within HORIZON steps, at the experts' action noise
+    assert states.shape == (len(ids), HORIZON, 39) and np.abs(actions).max() <= 1.0
+    # the push tasks' goal is fixed, and it is what the policy sees (the observation's last 3 entries)
+    np.testing.assert_allclose(states[0, 0, -3:-1], (-0.1, 0.9), atol=1e-6)
+    np.testing.assert_allclose(states[2, 0, -3:-1], (0.1, 0.9), atol=1e-6)
+    # a policy that never moves succeeds nowhere: success is read from the env, not assumed
+    _, _, still = family.episodes(lambda obs, episodes: np.zeros((len(obs), 4)), tasks, starts)
+    assert not still.any()
+
+
+def test_seeded_demonstrations_reproduce_and_differ_across_seeds(family):
+    a = family.demonstrations([0, 3], "demo", [0, 0], [5, 5])
+    b = MetaWorldFamily("paper", seed=0).demonstrations([0, 3], "demo", [0, 0], [5, 5])  # fresh simulators
+    c = family.demonstrations([0, 3], "demo", [0, 0], [6, 6])
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
+    # the evaluation starts are the family's, shared by every run seed
+    assert np.array_equal(family.start(1, "eval", 0), MetaWorldFamily("paper", seed=0).start(1, "eval", 0))
+    assert not np.array_equal(family.start(1, "eval", 0), family.start(1, "eval", 1))
+
+
+def test_task_sets_settings_and_bad_input():
+    assert [t.name for t in parse_tasks("paper")] == [
+        "push-v3@left",
+        "push-v3@right",
+        "faucet-open-v3",
+        "faucet-close-v3",
+    ]
+    assert (
+        len(parse_tasks("mt10")) == 10 and parse_tasks("reach-v3,door-open-v3")[1].env_name == "door-open-v3"
+    )
+    with pytest.raises(ValueError, match="unknown Meta-World task 'jump-v3'"):
+        parse_tasks("reach-v3,jump-v3")
+    with pytest.raises(ValueError, match="at least two distinct tasks"):
+        parse_tasks("reach-v3")
+    fam = MetaWorldFamily("paper", pretrain_per_task=3)
+    assert np.bincount(fam.pretraining_demo_tasks("mismatch"), minlength=4).tolist() == [6, 0, 6, 0]
+    assert np.bincount(fam.pretraining_demo_tasks("full"), minlength=4).tolist() == [3, 3, 3, 3]
+    with pytest.raises(ValueError, match="AMF-NN only"):
+        AMF(AMFConfig(env="metaworld", model="gp"))
+
+
+def test_a_small_run_on_the_simulators_resumes_exactly(tmp_path):
+    config = AMFConfig(
+        env="metaworld",
+        model="nn",
+        budget=4,
+        batch=2,
+        eval_every=2,
+        nn=NNSettings(hidden=(16, 16), pretrain_steps=20, finetune_steps=10, batch_size=32),
+        metaworld=MetaWorldSettings(eval_starts=1, pretrain_per_task=1, horizon=30),
+    )
+
+    def make():
+        return AMFRun(config, ["mismatch"], [0], ["amf", "uniform"])
+
+    whole = make()
+    Loop(whole, tmp_path / "whole", every=0, quiet=True).run()
+    part = make()
+    Loop(part, tmp_path / "part", every=0, quiet=True).run(max_steps=1)
+    resumed = make()
+    Loop(resumed, tmp_path / "part", every=0, quiet=True).run()
+    assert resumed.results() == whole.results()
+    with jax.enable_x64(True):
+        same = jax.tree.map(np.array_equal, jax.device_get(resumed.state), jax.device_get(whole.state))
+    assert all(jax.tree.leaves(same))
+    result = whole.results()["mismatch"]["amf"]
+    assert result["demos"] == [0, 4]  # evaluated at round 0 and after the last round only
+    assert len(result["tasks_per_seed"][0]) == 4
