@@ -78,8 +78,10 @@ class AMFConfig:
             raise ValueError(f"--budget {self.budget} must be a multiple of --batch {self.batch}")
         if self.eval_every < 1:
             raise ValueError(f"eval_every must be at least 1, got {self.eval_every}")
-        if self.proxy_stride < 1 or not 1 <= self.is_top_k <= self.tasks or self.is_action_std <= 0:
-            raise ValueError("need proxy_stride >= 1, 1 <= is_top_k <= tasks and is_action_std > 0")
+        if self.proxy_stride < 1 or self.is_top_k < 1 or self.is_action_std <= 0:
+            raise ValueError("need proxy_stride >= 1, is_top_k >= 1 and is_action_std > 0")
+        if self.proxies == "is" and self.is_top_k > self.tasks:
+            raise ValueError(f"is_top_k {self.is_top_k} exceeds the {self.tasks} tasks")
 
 
 @struct.dataclass

@@ -5,6 +5,7 @@ an interrupted run resumes exactly where it stopped. Everything runs in float64 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,8 @@ class AMFRun:
             self._pre = jnp.stack([jnp.asarray(self.pretrain_tasks(t)) for t, _ in pairs])
         self.state: AMFState | None = None
         self.history: dict[str, list] = {name: [] for name in HISTORY}
+        # where a host family's time goes: simulated episodes, BC, selection (this process, since start)
+        self.seconds = {"rollouts": 0.0, "training": 0.0, "selection": 0.0}
 
     def pretrain_tasks(self, setting: str) -> np.ndarray:
         """The task of each pretraining demonstration in `setting`."""
@@ -105,12 +108,21 @@ class AMFRun:
     def init(self) -> None:
         """Pretrain every run and evaluate it (round 0)."""
         with jax.enable_x64(True):
-            pre_demos = self._host_pretraining() if self.host else None
-            self.state = place(self._initial_state(pre_demos), self.mesh)
-            success = self._host_success(self.state) if self.host else fetch(self._evaluate(self.state))
+            pre_demos = self._timed("rollouts", self._host_pretraining) if self.host else None
+            self.state = self._timed("training", lambda: place(self._initial_state(pre_demos), self.mesh))
+            if self.host:
+                success = self._timed("rollouts", self._host_success, self.state)
+            else:
+                success = fetch(self._evaluate(self.state))
         self.history = {"success": [success], "tasks": [], "scores": []}
 
     # -- a host family's episodes (Meta-World): simulated outside jit, every run's policy in one call ----
+    def _timed(self, part: str, fn, *args):
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
+        self.seconds[part] += time.perf_counter() - start
+        return out
+
     def _rows_policy(self, model: Any, runs: jax.Array, obs: jax.Array, tasks: jax.Array) -> jax.Array:
         """Actions of run runs[i]'s policy at obs[i] in task tasks[i]."""
 
@@ -168,31 +180,32 @@ class AMFRun:
         env, batch, runs = self.amf.env, self.config.batch, range(len(self.labels))
         proxy_tasks = [t for _ in runs for t in range(env.num_tasks)]
         starts = [env.start(t, "proxy", 0) for t in proxy_tasks]
-        proxy_states, _ = self._policy_episodes(
-            state, [r for r in runs for _ in range(env.num_tasks)], proxy_tasks, starts
+        proxy_runs = [r for r in runs for _ in range(env.num_tasks)]
+        proxy_states, _ = self._timed(
+            "rollouts", self._policy_episodes, state, proxy_runs, proxy_tasks, starts
         )
-        proxy_states = place(
-            jnp.asarray(proxy_states.reshape(len(runs), env.num_tasks, *proxy_states.shape[1:])), self.mesh
-        )
-        choice = self._choose(state, proxy_states)
+        proxy_states = proxy_states.reshape(len(runs), env.num_tasks, *proxy_states.shape[1:])
+        choice = self._timed("selection", self._choose, state, place(jnp.asarray(proxy_states), self.mesh))
         tasks = fetch(choice["tasks"])
         slots = [
             (self.labels[r][1], self.round * batch + b, int(tasks[r, b])) for r in runs for b in range(batch)
         ]
         unique = sorted(set(slots))
-        states, actions = env.demonstrations(
-            [t for *_, t in unique], "demo", [i for _, i, _ in unique], [s for s, _, _ in unique]
+        states, actions = self._timed(
+            "rollouts",
+            env.demonstrations,
+            [t for *_, t in unique],
+            "demo",
+            [i for _, i, _ in unique],
+            [s for s, _, _ in unique],
         )
         which = np.asarray([unique.index(k) for k in slots]).reshape(len(runs), batch)
-        state = self._add(
-            state,
-            choice["tasks"],
-            place(jnp.asarray(states[which]), self.mesh),
-            place(jnp.asarray(actions[which]), self.mesh),
-        )
+        demos = (place(jnp.asarray(states[which]), self.mesh), place(jnp.asarray(actions[which]), self.mesh))
+        state = self._timed("training", self._add, state, choice["tasks"], *demos)
         done = self.round + 1
         evaluated = done % self.config.eval_every == 0 or done == self.config.rounds
-        success = self._host_success(state) if evaluated else np.full((len(runs), env.num_tasks), SKIPPED)
+        skipped = np.full((len(runs), env.num_tasks), SKIPPED)
+        success = self._timed("rollouts", self._host_success, state) if evaluated else skipped
         metrics = {k: choice[k] for k in ("tasks", "scores", "finite")}
         return state, metrics | {"success": success}
 

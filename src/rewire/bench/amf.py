@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from rewire.amf.core import SELECTORS, AMFConfig
-from rewire.amf.run import THRESHOLD, AMFRun
+from rewire.amf.run import THRESHOLD, AMFRun, demos_to
 from rewire.loop import Loop
 from rewire.mesh import Devices
 from rewire.runs import versions
+from rewire.stats import bootstrap_mean
 
 BENCH_SETTINGS = ("mismatch", "control")
 MAX_RATIO = 0.6  # the issue's target: AMF reaches 0.9 with at most 60% of the demos uniform needs
@@ -75,3 +76,90 @@ def run_amf_benchmark(
         result["wall_s"][model] = time.perf_counter() - start
     result["criteria"] = criteria(result["settings"], list(models))
     return result
+
+
+METAWORLD_SETTINGS = ("mismatch", "full")
+METAWORLD_MAX_RATIO = 0.7  # issue target: AMF reaches the threshold with at most 70% of uniform's demos
+METAWORLD_MARGIN = 0.02  # and its median success is never below uniform's by more than this
+METAWORLD_PRESETS = {
+    # 2 CPU cores: 5 seeds x 3 selectors x 2 settings in one vmapped run
+    "cpu": {"budget": 16, "batch": 2, "eval_every": 2, "eval_starts": 5, "pretrain_per_task": 10},
+    # larger machines: the paper's scale of demonstrations and evaluation
+    "full": {"budget": 40, "batch": 4, "eval_every": 1, "eval_starts": 25, "pretrain_per_task": 15},
+}
+
+
+def metaworld_criteria(settings: dict, threshold: float) -> dict:
+    """mismatch: AMF's demos to `threshold` (median curve) over uniform's (pass: <= 0.7) and its smallest
+    gap to uniform at any evaluated budget (pass: >= -0.02); full: the smallest gap only."""
+    out = {}
+    for setting, by_selector in settings.items():
+        amf, uniform = by_selector["amf"], by_selector["uniform"]
+        gaps = np.subtract(amf["success_median"], uniform["success_median"])
+        row = {"min_gap": float(gaps.min()), "never_below": bool(gaps.min() >= -METAWORLD_MARGIN)}
+        if setting == "mismatch":
+            a = demos_to(threshold, amf["demos"], amf["success_median"])
+            u = demos_to(threshold, uniform["demos"], uniform["success_median"])
+            row |= {"amf_demos": a, "uniform_demos": u, "ratio": None if a is None or u is None else a / u}
+            row["passed"] = row["never_below"] and (
+                (u is None and a is not None)
+                or (row["ratio"] is not None and row["ratio"] <= METAWORLD_MAX_RATIO)
+            )
+        else:
+            row["passed"] = row["never_below"]
+        out[setting] = row
+    return out
+
+
+def run_metaworld_benchmark(
+    seeds: int = 5,
+    seed: int = 0,
+    preset: str = "cpu",
+    tasks: str = "paper",
+    threshold: float = 0.8,
+    quiet: bool = False,
+    out: Path | None = None,
+    devices: Devices = None,
+) -> dict:
+    """AMF-NN against uniform and random on Meta-World (`rewire.envs.metaworld`), mismatch and full
+    pretraining, every seed x selector x setting in one run. Per setting and selector: the median success
+    curve over seeds at the evaluated budgets, 95% bootstrap intervals of the mean over seeds, and the
+    time split (simulated episodes, BC, selection)."""
+    from rewire.envs.metaworld import MetaWorldSettings
+
+    if preset not in METAWORLD_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(METAWORLD_PRESETS)}")
+    p = METAWORLD_PRESETS[preset]
+    config = AMFConfig(
+        env="metaworld",
+        model="nn",
+        budget=p["budget"],
+        batch=p["batch"],
+        eval_every=p["eval_every"],
+        metaworld=MetaWorldSettings(
+            tasks=tasks,
+            eval_starts=p["eval_starts"],
+            pretrain_per_task=p["pretrain_per_task"],
+            start_seed=seed,
+        ),
+    )
+    seed_list = [seed + i for i in range(seeds)]
+    start = time.perf_counter()
+    run = AMFRun(config, list(METAWORLD_SETTINGS), seed_list, list(SELECTORS), devices=devices)
+    Loop(run, None if out is None else Path(out) / "amf-metaworld", quiet=quiet, description="AMF").run()
+    settings = run.results()
+    for by_selector in settings.values():
+        for curve in by_selector.values():
+            per_seed = np.asarray(curve["success_per_seed"])
+            curve["mean_ci95"] = [bootstrap_mean(per_seed[:, j], seed) for j in range(per_seed.shape[1])]
+    return {
+        "config": config,
+        "preset": preset,
+        "seeds": seed_list,
+        "threshold": threshold,
+        "tasks": [t.name for t in run.amf.env.tasks],
+        "versions": versions(),
+        "settings": settings,
+        "criteria": metaworld_criteria(settings, threshold),
+        "seconds": run.seconds | {"wall": time.perf_counter() - start},
+    }

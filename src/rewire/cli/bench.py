@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from rewire.cli.amf import TASKS_HELP, task_config
 from rewire.cli.common import DEVICES, QUIET, command_group, console, friendly_errors, parse_ints
 from rewire.cli.edit import DATA_HELP
 from rewire.runs import write_json
@@ -136,8 +137,10 @@ def multitask(
 def amf(
     seeds: int = typer.Option(5, min=1, help="Seeds per method."),
     seed: int = typer.Option(0, help="Base seed."),
-    tasks: int = typer.Option(24, help="Number of tasks (even)."),
-    env: str = typer.Option("reach2d", help="reach2d or arm2d."),
+    tasks: str = typer.Option(None, help=TASKS_HELP),
+    env: str = typer.Option("reach2d", help="reach2d, arm2d or metaworld (MuJoCo; AMF-NN; mismatch, full)."),
+    preset: str = typer.Option("cpu", help="metaworld: cpu (2 cores) or full (larger machines)."),
+    threshold: float = typer.Option(0.8, help="metaworld: the mean success the mismatch target counts to."),
     budget: int = typer.Option(32, help="Demonstrations per run."),
     batch: int = typer.Option(2, help="Demonstrations per round."),
     proxies: str = typer.Option("rollout", help="rollout or is."),
@@ -148,12 +151,27 @@ def amf(
     quiet: bool = QUIET,
     devices: str = DEVICES,
 ) -> None:
-    from rewire.bench.amf import run_amf_benchmark
+    from rewire.amf.core import METAWORLD
+    from rewire.bench.amf import run_amf_benchmark, run_metaworld_benchmark
     from rewire.report import plot_amf, reached
 
-    result = run_amf_benchmark(
-        env, tasks, seeds, seed, budget, batch, proxies, tuple(model), quiet, out, devices
-    )
+    if env == METAWORLD:
+        result = run_metaworld_benchmark(
+            seeds, seed, preset, task_config(env, tasks).metaworld.tasks, threshold, quiet, out, devices
+        )
+        if json_out is not None:
+            write_json(json_out, result)
+            console.print(f"wrote {json_out}")
+        for setting, by_selector in result["settings"].items():
+            for name, curve in by_selector.items():
+                pairs = zip(curve["demos"], curve["success_median"], strict=True)
+                line = " ".join(f"{d}:{v:.2f}" for d, v in pairs)
+                console.print(f"{setting:>8} {name:>7}: median success by demos {line}")
+        console.print(f"criteria: {result['criteria']}; seconds: {result['seconds']}")
+        return
+    count = task_config(env, tasks).tasks
+    models = tuple(model)
+    result = run_amf_benchmark(env, count, seeds, seed, budget, batch, proxies, models, quiet, out, devices)
     if json_out is not None:
         write_json(json_out, result)
         console.print(f"wrote {json_out}")
