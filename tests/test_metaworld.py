@@ -92,3 +92,34 @@ def test_a_small_run_on_the_simulators_resumes_exactly(tmp_path):
     result = whole.results()["mismatch"]["amf"]
     assert result["demos"] == [0, 4]  # evaluated at round 0 and after the last round only
     assert len(result["tasks_per_seed"][0]) == 4
+
+
+def test_the_benchmark_criteria_by_hand():
+    from rewire.bench.amf import metaworld_criteria
+
+    def curve(success):
+        return {"demos": [0, 4, 8, 12], "success_median": success}
+
+    settings = {
+        "mismatch": {"amf": curve([0.4, 0.7, 0.85, 0.9]), "uniform": curve([0.4, 0.5, 0.6, 0.8])},
+        "full": {"amf": curve([0.7, 0.7, 0.77, 0.9]), "uniform": curve([0.7, 0.75, 0.8, 0.9])},
+    }
+    out = metaworld_criteria(settings, 0.8)
+    assert (out["mismatch"]["amf_demos"], out["mismatch"]["uniform_demos"]) == (8, 12)
+    assert out["mismatch"]["ratio"] == pytest.approx(8 / 12) and out["mismatch"]["passed"]  # 0.67 <= 0.7
+    assert out["mismatch"]["never_below"]
+    # full falls 0.05 below uniform at 4 demos: more than the 0.02 allowed
+    assert out["full"]["min_gap"] == pytest.approx(-0.05) and not out["full"]["passed"]
+
+
+def test_the_public_api_runs_a_family_object_and_resumes_it_from_its_config(tmp_path):
+    import rewire.amf as amf
+
+    family = amf.MetaWorldFamily("reach-v3,push-v3@right", eval_starts=1, horizon=20, pretrain_per_task=1)
+    nn = NNSettings(hidden=(8, 8), pretrain_steps=10, finetune_steps=5, batch_size=16)
+    config = amf.Config(model="nn", budget=2, batch=2, nn=nn)
+    result = amf.fit(family, config, setting="full", out=tmp_path / "r")
+    assert result.summary["demos"] == [0, 2]
+    # config.json names the family's tasks, so resuming rebuilds the same simulators and finds it finished
+    again = amf.resume(tmp_path / "r")
+    assert again.summary == result.summary

@@ -15,6 +15,7 @@ import numpy as np
 
 from rewire import store
 from rewire.amf.core import AMF, AMFConfig, AMFState, selector_id
+from rewire.envs.metaworld import MetaWorldFamily
 from rewire.envs.multitask import TaskFamily, pretraining_demo_tasks
 from rewire.loop import Loop
 from rewire.mesh import Devices, batch_mesh, fetch, place
@@ -372,7 +373,7 @@ def _finish(run: AMFRun, directory: Path) -> AMFResult:
 
 
 def fit(
-    family: TaskFamily | None = None,
+    family: TaskFamily | MetaWorldFamily | None = None,
     config: AMFConfig = AMFConfig(),
     seed: int = 0,
     selector: str = "amf",
@@ -386,14 +387,15 @@ def fit(
 ) -> AMFResult:
     """Pretrain a multi-task policy on expert demonstrations, then spend `config.budget` demonstrations
     in rounds of `config.batch`, choosing tasks with `selector` (amf: greedy information gain; uniform;
-    random). `family`: a `TaskFamily` of your own, pretrained on `pretrain_tasks`; None: the config's
-    built-in env, pretrained on `setting`. The run directory `out` (temporary if None) is created
-    atomically; the run checkpoints after rounds, and a `fit` on a directory holding the same run resumes
-    it."""
-    settings = [GIVEN] if family is not None else [setting]
+    random). `family`: a `TaskFamily` of your own, pretrained on `pretrain_tasks`; a `MetaWorldFamily` or
+    None (the config's built-in env), pretrained on `setting`. The run directory `out` (temporary if None)
+    is created atomically; the run checkpoints after rounds, and a `fit` on a directory holding the same
+    run resumes it."""
+    own = family is not None and not getattr(family, "host", False)
+    settings = [GIVEN] if own else [setting]
     run = AMFRun(config, settings, [seed], [selector], family, pretrain_tasks, devices)
     extra = {"setting": settings[0], "selector": selector}
-    if family is not None:
+    if own:
         extra["pretrain_tasks"] = run.pretrain_tasks(GIVEN).tolist()
     directory = start_run_dir(out, "amf", run.config, seed, **extra)
     Loop(

@@ -146,6 +146,17 @@ class MetaWorldFamily(TaskInputs):
         self._experts = {t.env_name: _scripted_expert(t.env_name) for t in self.tasks}
         self._starts: dict[tuple[str, int, int], np.ndarray] = {}
 
+    def settings(self) -> MetaWorldSettings:
+        """The config entry that rebuilds this family (a resumed run makes it again from config.json)."""
+        return MetaWorldSettings(
+            ",".join(t.name for t in self.tasks),
+            self.num_eval_starts,
+            self.seed,
+            self.pretrain_per_task,
+            self.horizon,
+            self.expert_noise,
+        )
+
     # -- the hooks AMF's models use (`TaskInputs`) -----------------------------------------------------
     @property
     def goal_dim(self) -> int:
