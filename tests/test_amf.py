@@ -267,3 +267,35 @@ def test_a_task_family_of_ones_own(tmp_path):
         family(tasks=jnp.linspace(-1.0, 1.0, 8))
     with pytest.raises(ValueError, match="action vector"):
         family(expert=lambda s, target: 0.0)
+
+
+def test_loss_gradient_embeddings_are_the_last_layers_bc_gradient_and_depend_on_labels():
+    nn = NNSettings(hidden=(8, 8), pretrain_steps=50, finetune_steps=20, kernel="loss_gradient")
+    amf = AMF(small_config(model="nn", nn=nn))
+    state = pretrained_state(amf)
+    state, _ = amf.round(state)
+    model, x = amf.model, amf.collected_data(state).inputs[:3]
+    labels = jax.random.normal(jax.random.key(1), (3, 2))
+    m = amf.env.max_step
+
+    def loss(last, row, label):  # the squared BC loss of one row, in units of max_step, as a function of
+        params = jax.tree.map(lambda a: a, state.model.theta)  # the fine-tuned net's last layer
+        params["params"]["Dense_2"] = last
+        out = model.net.apply(params, row.astype(jnp.float32))[0].astype(row.dtype)
+        return 0.5 * jnp.sum(((out - label) / m) ** 2)
+
+    last = state.model.theta["params"]["Dense_2"]
+    for i in range(3):
+        g = jax.grad(loss)(last, x[i], labels[i])
+        by_hand = jnp.concatenate([g["kernel"], g["bias"][None]]).T.reshape(-1) * m
+        np.testing.assert_allclose(
+            model._embed(state.model, x[i : i + 1], labels[i : i + 1])[0], by_hand, rtol=1e-4, atol=1e-7
+        )
+    # unlike the last-layer kernel, the criterion now sees the labels: residuals are the uncertainty
+    pre, data = amf.pretraining_data(state), amf.collected_data(state)
+    z = amf.rollout_proxies(amf.policy(state))[0]
+    relabel = lambda d: d._replace(actions=d.actions + 0.1)  # noqa: E731
+    cov = model.cov(state.model, model.posterior(state.model, pre, data), z)
+    cov2 = model.cov(state.model, model.posterior(state.model, relabel(pre), relabel(data)), z)
+    assert np.isfinite(cov).all() and not np.allclose(cov, cov2)
+    assert np.all(np.diag(cov) > -1e-9)

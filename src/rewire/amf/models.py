@@ -42,6 +42,11 @@ class Posterior(NamedTuple):
     mask: jax.Array
     chol: jax.Array  # Cholesky factor of K_DD + sigma^2 I
     weights: jax.Array  # (K_DD + sigma^2 I)^-1 y (GP policy mean); unused by the NN
+    # the NN's loss-gradient kernel: the labelled demonstrations it takes residuals against, the
+    # conditioning inputs' embeddings, and the embeddings' scale
+    pool: Data | None = None
+    embeddings: jax.Array | None = None
+    scale: jax.Array | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,12 @@ class NNSettings:
     gate_lr: float = 0.05
     gate_penalty: float = 1e-2
     kernel_noise: float = 0.01  # sigma^2 of the last-layer model, features scaled to mean squared norm 1
+    # last_layer: the Bayesian last layer on theta_0's features; loss_gradient: the paper's embeddings, the
+    # gradient of the BC loss with respect to the fine-tuned network's last layer (README "AMF")
+    kernel: str = "last_layer"
+
+
+NN_KERNELS = ("last_layer", "loss_gradient")
 
 
 @struct.dataclass
@@ -131,6 +142,8 @@ class NNModel:
     def __init__(self, env: TaskInputs, settings: NNSettings):
         if min(settings.pretrain_steps, settings.finetune_steps, settings.batch_size) < 1:
             raise ValueError(f"NN steps and batch size must be positive, got {settings}")
+        if settings.kernel not in NN_KERNELS:
+            raise ValueError(f"unknown NN kernel {settings.kernel!r}; choose one of {list(NN_KERNELS)}")
         self.env, self.settings, self.noise = env, settings, settings.kernel_noise
         self.net = MLP(tuple(settings.hidden), env.action_dim, "relu", with_features=True)
 
@@ -218,10 +231,38 @@ class NNModel:
         return self._features(model, x) @ model.prior_cov @ self._features(model, y).T
 
     def posterior(self, model: NNModelState, pre: Data, data: Data) -> Posterior:
-        """Conditioned on the collected demos only: the pretraining ones are already in Lambda_0."""
+        """Conditioned on the collected demos only: with the last layer, the pretraining ones are already
+        in Lambda_0; with loss gradients, they (and the collected ones) label the residuals."""
+        if self.settings.kernel == "loss_gradient":
+            return self._gradient_posterior(model, pre, data)
         k = self._kernel(model, data.inputs, data.inputs)
         chol = data_cholesky(k, data.mask, self.settings.kernel_noise)
         return Posterior(data.inputs, data.mask, chol, jnp.zeros(()))
+
+    # -- the loss-gradient kernel -------------------------------------------------------------------------
+    def _embed(self, model: NNModelState, x: jax.Array, labels: jax.Array) -> jax.Array:
+        """The gradient of the squared BC loss at (x, label) with respect to the fine-tuned network's last
+        layer, up to a factor 2: vec((mu_theta(x) - label) [h_theta(x); 1]^T), in units of `max_step`."""
+        out, h = self._apply(model.theta, x)
+        inputs = jnp.concatenate([h, jnp.ones_like(h[..., :1])], -1)
+        residual = (out - labels) / self.env.max_step
+        return (residual[..., :, None] * inputs[..., None, :]).reshape(*x.shape[:-1], -1)
+
+    def _nearest_labels(self, pool: Data, x: jax.Array) -> jax.Array:
+        """The action of the nearest labelled input of `pool` (state and task encoding) to each row of x:
+        the expert's action at a proxy state is unknown, so the residual is taken against the closest
+        demonstration step (README "AMF")."""
+        sq = jnp.sum(x**2, -1)[:, None] + jnp.sum(pool.inputs**2, -1)[None] - 2 * x @ pool.inputs.T
+        return pool.actions[jnp.argmin(jnp.where(pool.mask[None], sq, jnp.inf), axis=1)]
+
+    def _gradient_posterior(self, model: NNModelState, pre: Data, data: Data) -> Posterior:
+        pool = Data(*(jnp.concatenate([a, b]) for a, b in zip(pre, data, strict=True)))
+        every = self._embed(model, pool.inputs, pool.actions)
+        scale = jnp.sqrt(jnp.sum(jnp.sum(every**2, -1) * pool.mask) / jnp.maximum(jnp.sum(pool.mask), 1))
+        scale = jnp.maximum(scale, 1e-12)
+        embeddings = self._embed(model, data.inputs, data.actions) / scale
+        chol = data_cholesky(embeddings @ embeddings.T, data.mask, self.settings.kernel_noise)
+        return Posterior(data.inputs, data.mask, chol, jnp.zeros(()), pool, embeddings, scale)
 
     def policy(self, model: NNModelState, post: Posterior) -> TaskPolicy:
         tuned = {"theta": model.theta, "gate": model.gate}
@@ -233,6 +274,9 @@ class NNModel:
         return act
 
     def cov(self, model: NNModelState, post: Posterior, z: jax.Array) -> jax.Array:
+        if self.settings.kernel == "loss_gradient":
+            phi = self._embed(model, z, self._nearest_labels(post.pool, z)) / post.scale
+            return posterior_cov(phi @ phi.T, post.embeddings @ phi.T, post.chol, post.mask)
         return posterior_cov(
             self._kernel(model, z, z), self._kernel(model, post.inputs, z), post.chol, post.mask
         )

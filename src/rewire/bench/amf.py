@@ -4,11 +4,13 @@ model, under the mismatch and the control pretraining settings; plus the plots t
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from rewire.amf.core import SELECTORS, AMFConfig
+from rewire.amf.models import NN_KERNELS
 from rewire.amf.run import THRESHOLD, AMFRun, demos_to
 from rewire.loop import Loop
 from rewire.mesh import Devices
@@ -89,22 +91,22 @@ METAWORLD_PRESETS = {
 }
 
 
-def metaworld_criteria(settings: dict, threshold: float) -> dict:
+def metaworld_criteria(settings: dict, threshold: float, amf: str = "amf") -> dict:
     """mismatch: AMF's demos to `threshold` (median curve) over uniform's (pass: <= 0.7) and its smallest
-    gap to uniform at any evaluated budget (pass: >= -0.02); full: the smallest gap only."""
+    gap to uniform at any evaluated budget (pass: >= -0.02); full: the smallest gap only. `amf` names the
+    AMF curve (one per kernel)."""
     out = {}
     for setting, by_selector in settings.items():
-        amf, uniform = by_selector["amf"], by_selector["uniform"]
-        gaps = np.subtract(amf["success_median"], uniform["success_median"])
+        curve, uniform = by_selector[amf], by_selector["uniform"]
+        gaps = np.subtract(curve["success_median"], uniform["success_median"])
         row = {"min_gap": float(gaps.min()), "never_below": bool(gaps.min() >= -METAWORLD_MARGIN)}
         if setting == "mismatch":
-            a = demos_to(threshold, amf["demos"], amf["success_median"])
+            a = demos_to(threshold, curve["demos"], curve["success_median"])
             u = demos_to(threshold, uniform["demos"], uniform["success_median"])
-            row |= {"amf_demos": a, "uniform_demos": u, "ratio": None if a is None or u is None else a / u}
-            row["passed"] = row["never_below"] and (
-                (u is None and a is not None)
-                or (row["ratio"] is not None and row["ratio"] <= METAWORLD_MAX_RATIO)
-            )
+            ratio = None if a is None or u is None else a / u
+            reached = (u is None and a is not None) or (ratio is not None and ratio <= METAWORLD_MAX_RATIO)
+            row |= {"amf_demos": a, "uniform_demos": u, "ratio": ratio}
+            row["passed"] = row["never_below"] and reached
         else:
             row["passed"] = row["never_below"]
         out[setting] = row
@@ -117,20 +119,25 @@ def run_metaworld_benchmark(
     preset: str = "cpu",
     tasks: str = "paper",
     threshold: float = 0.8,
+    kernels: tuple[str, ...] = NN_KERNELS,
     quiet: bool = False,
     out: Path | None = None,
     devices: Devices = None,
 ) -> dict:
     """AMF-NN against uniform and random on Meta-World (`rewire.envs.metaworld`), mismatch and full
-    pretraining, every seed x selector x setting in one run. Per setting and selector: the median success
-    curve over seeds at the evaluated budgets, 95% bootstrap intervals of the mean over seeds, and the
-    time split (simulated episodes, BC, selection)."""
+    pretraining, for each NN uncertainty model in `kernels`. The first kernel's run holds every setting x
+    seed x selector; later kernels run AMF only (`amf/<kernel>`), since the kernel changes nothing but
+    AMF's choices, so all curves share the uniform and random runs. Per curve: the median success over
+    seeds at the evaluated budgets, 95% bootstrap intervals of the mean over seeds; the criteria per
+    kernel, and the time split (simulated episodes, BC, selection)."""
     from rewire.envs.metaworld import MetaWorldSettings
 
     if preset not in METAWORLD_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(METAWORLD_PRESETS)}")
+    if not kernels or any(k not in NN_KERNELS for k in kernels):
+        raise ValueError(f"kernels {list(kernels)}: choose from {list(NN_KERNELS)}")
     p = METAWORLD_PRESETS[preset]
-    config = AMFConfig(
+    base = AMFConfig(
         env="metaworld",
         model="nn",
         budget=p["budget"],
@@ -144,22 +151,31 @@ def run_metaworld_benchmark(
         ),
     )
     seed_list = [seed + i for i in range(seeds)]
-    start = time.perf_counter()
-    run = AMFRun(config, list(METAWORLD_SETTINGS), seed_list, list(SELECTORS), devices=devices)
-    Loop(run, None if out is None else Path(out) / "amf-metaworld", quiet=quiet, description="AMF").run()
-    settings = run.results()
-    for by_selector in settings.values():
-        for curve in by_selector.values():
-            per_seed = np.asarray(curve["success_per_seed"])
-            curve["mean_ci95"] = [bootstrap_mean(per_seed[:, j], seed) for j in range(per_seed.shape[1])]
+    settings: dict = {s: {} for s in METAWORLD_SETTINGS}
+    configs, seconds, names = {}, {}, {}
+    for i, kernel in enumerate(kernels):
+        config = replace(base, nn=replace(base.nn, kernel=kernel))
+        selectors = list(SELECTORS) if i == 0 else ["amf"]
+        start = time.perf_counter()
+        run = AMFRun(config, list(METAWORLD_SETTINGS), seed_list, selectors, devices=devices)
+        folder = None if out is None else Path(out) / f"amf-metaworld-{kernel}"
+        Loop(run, folder, quiet=quiet, description=f"AMF {kernel}").run()
+        names[kernel] = "amf" if i == 0 else f"amf/{kernel}"
+        for setting, by_selector in run.results().items():
+            for selector, curve in by_selector.items():
+                per_seed = np.asarray(curve["success_per_seed"])
+                curve["mean_ci95"] = [bootstrap_mean(per_seed[:, j], seed) for j in range(per_seed.shape[1])]
+                settings[setting][names[kernel] if selector == "amf" else selector] = curve
+        configs[kernel] = config
+        seconds[kernel] = run.seconds | {"wall": time.perf_counter() - start, "runs": len(run.labels)}
     return {
-        "config": config,
+        "configs": configs,
         "preset": preset,
         "seeds": seed_list,
         "threshold": threshold,
         "tasks": [t.name for t in run.amf.env.tasks],
         "versions": versions(),
         "settings": settings,
-        "criteria": metaworld_criteria(settings, threshold),
-        "seconds": run.seconds | {"wall": time.perf_counter() - start},
+        "criteria": {k: metaworld_criteria(settings, threshold, names[k]) for k in kernels},
+        "seconds": seconds,
     }

@@ -141,6 +141,9 @@ def amf(
     env: str = typer.Option("reach2d", help="reach2d, arm2d or metaworld (MuJoCo; AMF-NN; mismatch, full)."),
     preset: str = typer.Option("cpu", help="metaworld: cpu (2 cores) or full (larger machines)."),
     threshold: float = typer.Option(0.8, help="metaworld: the mean success the mismatch target counts to."),
+    kernel: list[str] = typer.Option(
+        ["last_layer", "loss_gradient"], help="metaworld: NN uncertainty models to compare (repeatable)."
+    ),
     budget: int = typer.Option(32, help="Demonstrations per run."),
     batch: int = typer.Option(2, help="Demonstrations per round."),
     proxies: str = typer.Option("rollout", help="rollout or is."),
@@ -156,9 +159,9 @@ def amf(
     from rewire.report import plot_amf, reached
 
     if env == METAWORLD:
-        result = run_metaworld_benchmark(
-            seeds, seed, preset, task_config(env, tasks).metaworld.tasks, threshold, quiet, out, devices
-        )
+        spec = task_config(env, tasks).metaworld.tasks
+        kernels = tuple(kernel)
+        result = run_metaworld_benchmark(seeds, seed, preset, spec, threshold, kernels, quiet, out, devices)
         if json_out is not None:
             write_json(json_out, result)
             console.print(f"wrote {json_out}")
@@ -167,7 +170,9 @@ def amf(
                 pairs = zip(curve["demos"], curve["success_median"], strict=True)
                 line = " ".join(f"{d}:{v:.2f}" for d, v in pairs)
                 console.print(f"{setting:>8} {name:>7}: median success by demos {line}")
-        console.print(f"criteria: {result['criteria']}; seconds: {result['seconds']}")
+        for name, criteria in result["criteria"].items():
+            console.print(f"{name}: {criteria}")
+        console.print(f"seconds: {result['seconds']}")
         return
     count = task_config(env, tasks).tasks
     models = tuple(model)
