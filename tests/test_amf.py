@@ -273,7 +273,7 @@ def test_loss_gradient_embeddings_are_the_last_layers_bc_gradient_and_depend_on_
     nn = NNSettings(hidden=(8, 8), pretrain_steps=50, finetune_steps=20, kernel="loss_gradient")
     amf = AMF(small_config(model="nn", nn=nn))
     state = pretrained_state(amf)
-    state, _ = amf.round(state)
+    state, _ = jax.jit(amf.round)(state)
     model, x = amf.model, amf.collected_data(state).inputs[:3]
     labels = jax.random.normal(jax.random.key(1), (3, 2))
     m = amf.env.max_step

@@ -103,7 +103,7 @@ def default_config(env_id: str, preset: str = "cpu", **overrides: Any) -> HadesC
         # episode and the fitness is a mean over whole episodes
         # (README "HaDES": 1,024 steps score Freeway 0).
         # The cpu preset's SNES departs from it (README "HaDES"): with 64 candidates, temperature 20 puts
-        # nearly all the weight on the best 3, whose noisy returns turn the mean into a random walk.
+        # 61% of the weight on the best 3, whose noisy returns turn the mean into a random walk.
         # Temperature 5 and sigma 0.1 were chosen on Breakout, seed 0.
         paper = preset == "paper"
         width, popsize, generations, envs = (512, 2048, 2000, 8) if paper else (64, 64, 200, 4)
