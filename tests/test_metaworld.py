@@ -110,6 +110,12 @@ def test_the_benchmark_criteria_by_hand():
     assert out["mismatch"]["never_below"]
     # full falls 0.05 below uniform at 4 demos: more than the 0.02 allowed
     assert out["full"]["min_gap"] == pytest.approx(-0.05) and not out["full"]["passed"]
+    # uniform never reaches 0.8 within 12 demos: it needs at least 14, so AMF's 8 is at most 8 / 14 of it
+    settings["mismatch"]["uniform"] = curve([0.4, 0.5, 0.6, 0.7])
+    out = metaworld_criteria(settings, 0.8, batch=2)["mismatch"]
+    assert out["ratio"] is None and out["ratio_at_most"] == pytest.approx(8 / 14) and out["passed"]
+    settings["mismatch"]["amf"] = curve([0.4, 0.5, 0.6, 0.8])  # 12 / 14 > 0.7: not shown
+    assert not metaworld_criteria(settings, 0.8, batch=2)["mismatch"]["passed"]
 
 
 def test_the_public_api_runs_a_family_object_and_resumes_it_from_its_config(tmp_path):
