@@ -15,7 +15,7 @@ import numpy as np
 
 from rewire import store
 from rewire.amf.core import AMF, AMFConfig, AMFState, selector_id
-from rewire.envs.metaworld import MetaWorldFamily
+from rewire.envs.metaworld import WAVE, MetaWorldFamily
 from rewire.envs.multitask import TaskFamily, pretraining_demo_tasks
 from rewire.loop import Loop
 from rewire.mesh import Devices, batch_mesh, fetch, place
@@ -134,11 +134,9 @@ class AMFRun:
 
     def _policy_episodes(
         self, state: AMFState, runs: list[int], tasks: list[int], starts: list
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Noise-free episodes of run runs[i]'s policy in task tasks[i] from starts[i]: their states and
         whether each succeeded."""
-        from rewire.envs.metaworld import WAVE
-
         run_of, task_of = np.asarray(runs), np.asarray(tasks)
 
         def act(obs: np.ndarray, episodes: np.ndarray) -> np.ndarray:
