@@ -198,7 +198,8 @@ class AMFRun:
             [i for _, i, _ in unique],
             [s for s, _, _ in unique],
         )
-        which = np.asarray([unique.index(k) for k in slots]).reshape(len(runs), batch)
+        position = {k: i for i, k in enumerate(unique)}
+        which = np.asarray([position[k] for k in slots]).reshape(len(runs), batch)
         demos = (place(jnp.asarray(states[which]), self.mesh), place(jnp.asarray(actions[which]), self.mesh))
         state = self._timed("training", self._add, state, choice["tasks"], *demos)
         done = self.round + 1
