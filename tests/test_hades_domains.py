@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rewire.bench.hades import generation_cost
+from rewire.bench.hades import generation_cost, run_dir
 from rewire.cli import app
 from rewire.envs.control import make_control
 from rewire.es import ESConfig
@@ -48,6 +48,18 @@ def test_minatar_and_brax_presets_hold_the_reference_settings():
         )
     assert cpu.std_floor == paper.std_floor == 1.0  # 0/1 planes: centred, not divided by 1e-4
     assert (paper.es.popsize, paper.generations, paper.learner.hidden) == (2048, 2000, (512, 512))
+    # The cpu preset's budget per game (30 minutes for 3 seeds on 2 cores); the paper's is the same for all.
+    budgets = {g: default_config(f"{g}-MinAtar") for g in ("Breakout", "SpaceInvaders", "Asterix", "Freeway")}
+    assert {g: (c.generations, c.num_envs) for g, c in budgets.items()} == {
+        "Breakout": (200, 4),
+        "SpaceInvaders": (80, 4),
+        "Asterix": (90, 4),
+        "Freeway": (70, 2),
+    }
+    assert (
+        default_config("Freeway-MinAtar", "paper").generations,
+        default_config("Freeway-MinAtar", "paper").num_envs,
+    ) == (2000, 8)
     brax = default_config("brax-hopper", "paper")
     assert (brax.es.algorithm, brax.es.sigma, brax.es.popsize, brax.generations) == (
         "openes",
@@ -211,3 +223,17 @@ def test_cli_multitask_refuses_bad_input_with_one_line(distilled, tmp_path):
     assert res.exit_code == 2 and "continuous actions" in res.output
     res = runner.invoke(app, ["hades", "multitask", *map(str, distilled), "--slots", "diagonal"])
     assert res.exit_code == 2 and "unknown input slots" in res.output
+
+
+def test_benchmark_run_directories_resume_only_their_own_run(tmp_path):
+    """`rewire bench hades --out`: each kind's folder records its config and seed, as `fit`'s do, so a rerun
+    resumes it and a run of another config there is refused rather than resumed from the wrong checkpoint."""
+    config = default_config("CartPole-v1", generations=2)
+    made = run_dir(tmp_path, "hades", config, 0)
+    assert made == tmp_path / "hades" and (made / "config.json").exists()
+    assert run_dir(tmp_path, "hades", config, 0) == made
+    with pytest.raises(ValueError, match="another config or seed"):
+        run_dir(tmp_path, "hades", replace(config, generations=3), 0)
+    with pytest.raises(ValueError, match="another config or seed"):
+        run_dir(tmp_path, "hades", config, 1)
+    assert run_dir(None, "hades", config, 0) is None

@@ -15,7 +15,7 @@ from rewire.loop import Loop
 
 @pytest.fixture(scope="module")
 def family():
-    return MetaWorldFamily("paper", seed=0, eval_starts=2)
+    return MetaWorldFamily("paper", start_seed=0, eval_starts=2)
 
 
 def test_each_expert_solves_its_task_and_success_is_the_envs_flag(family):
@@ -35,12 +35,16 @@ def test_each_expert_solves_its_task_and_success_is_the_envs_flag(family):
 
 def test_seeded_demonstrations_reproduce_and_differ_across_seeds(family):
     a = family.demonstrations([0, 3], "demo", [0, 0], [5, 5])
-    b = MetaWorldFamily("paper", seed=0).demonstrations([0, 3], "demo", [0, 0], [5, 5])  # fresh simulators
+    b = MetaWorldFamily("paper", start_seed=0).demonstrations(
+        [0, 3], "demo", [0, 0], [5, 5]
+    )  # fresh simulators
     c = family.demonstrations([0, 3], "demo", [0, 0], [6, 6])
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0], c[0])
     # the evaluation starts are the family's, shared by every run seed
-    assert np.array_equal(family.start(1, "eval", 0), MetaWorldFamily("paper", seed=0).start(1, "eval", 0))
+    assert np.array_equal(
+        family.start(1, "eval", 0), MetaWorldFamily("paper", start_seed=0).start(1, "eval", 0)
+    )
     assert not np.array_equal(family.start(1, "eval", 0), family.start(1, "eval", 1))
 
 
@@ -59,6 +63,10 @@ def test_task_sets_settings_and_bad_input():
     with pytest.raises(ValueError, match="at least two distinct tasks"):
         parse_tasks("reach-v3")
     fam = MetaWorldFamily("paper", pretrain_per_task=3)
+    # the settings a config stores rebuild the same family
+    rebuilt = fam.settings.family()
+    assert (rebuilt.settings, [t.name for t in rebuilt.tasks]) == (fam.settings, [t.name for t in fam.tasks])
+    assert fam.settings.pretrain_per_task == 3 and fam.settings.tasks == "paper"
     assert np.bincount(fam.pretraining_demo_tasks("mismatch"), minlength=4).tolist() == [6, 0, 6, 0]
     assert np.bincount(fam.pretraining_demo_tasks("full"), minlength=4).tolist() == [3, 3, 3, 3]
     with pytest.raises(ValueError, match="AMF-NN only"):

@@ -121,7 +121,7 @@ class AMF:
         if family is not None:
             config = replace(config, env=family.name, tasks=family.num_tasks)
         if isinstance(family, MetaWorldFamily):
-            config = replace(config, metaworld=family.settings())
+            config = replace(config, metaworld=family.settings)
         config.validate()
         self.config = config
         self.env: Family = make_multitask(config.env, config.tasks) if family is None else family

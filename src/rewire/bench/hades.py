@@ -26,7 +26,7 @@ from rewire.hades.multitask import SLOTS, load_discrete_dataset, run_multitask
 from rewire.hades.run import EVAL_INITS, EvolutionRun, build_hades, build_neuroevolution, fit, save_dataset
 from rewire.mesh import Devices
 from rewire.rollout import control_rollout
-from rewire.runs import versions
+from rewire.runs import start_run_dir, versions
 
 # The reference implementation's neuroevolution settings on weights (Lupu et al. 2024): sigma 0.03 and, for
 # SNES, temperature 20. The baseline keeps them when HaDES's own SNES is tuned (the MinAtar cpu preset's
@@ -91,7 +91,7 @@ def run_hades_benchmark(
     (`generation_cost`)."""
     config = bench_config(env, size, variant, generations, popsize, preset)
     hades = build_hades(config, seed, devices=devices)
-    hades_time = hades.loop(out_dir / "hades" if out_dir else None, quiet).run()
+    hades_time = hades.loop(run_dir(out_dir, "hades", config, seed), quiet).run()
     dataset = jax.device_get(hades.evolution.mean())
     if out_dir is not None:
         save_dataset(hades, out_dir / "dataset.npz")
@@ -99,7 +99,7 @@ def run_hades_benchmark(
 
     ne_config = replace(config, es=replace(config.es, sigma=NE_SIGMA, temperature=NE_TEMPERATURE))
     ne = build_neuroevolution(ne_config, seed, devices=devices)
-    ne_time = ne.loop(out_dir / "neuroevolution" if out_dir else None, quiet).run()
+    ne_time = ne.loop(run_dir(out_dir, "neuroevolution", ne_config, seed), quiet).run()
     # One policy, evaluated EVAL_INITS times (fresh episodes each) so both medians are over 10 numbers.
     ne_mean = jax.device_get(ne.evolution.mean())
     ne_params = jax.tree.map(lambda x: np.repeat(x[None], EVAL_INITS, 0), ne_mean)
@@ -151,6 +151,14 @@ def run_hades_benchmark(
             "neuroevolution": generation_cost(ne, ne_time.seconds / max(ne_time.units, 1)),
         }
     return out
+
+
+def run_dir(out_dir: Path | None, kind: str, config: HadesConfig, seed: int) -> Path | None:
+    """`out_dir/<kind>` as a run directory (config.json with the config and seed): a rerun resumes it, a
+    run of another config there is refused, and the HaDES one is what `fit` would have made."""
+    if out_dir is None:
+        return None
+    return start_run_dir(out_dir / kind, kind, config, seed, kind=kind, policy=None)
 
 
 def run_hades_seeds(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import jax
 import jax.numpy as jnp
@@ -69,14 +69,7 @@ class MetaWorldSettings:
     expert_noise: float = EXPERT_NOISE
 
     def family(self) -> MetaWorldFamily:
-        return MetaWorldFamily(
-            self.tasks,
-            self.start_seed,
-            self.eval_starts,
-            self.horizon,
-            self.expert_noise,
-            self.pretrain_per_task,
-        )
+        return MetaWorldFamily(**asdict(self))
 
 
 @dataclass(frozen=True)
@@ -116,7 +109,8 @@ def _scripted_expert(env_name: str):
 class MetaWorldFamily(TaskInputs):
     """The family's AMF hooks (`inputs`, `goals`, dimensions, `clip_action`) and its host-side episodes.
 
-    `seed` drives the start streams; the same seed gives the same starts, demonstrations and evaluations."""
+    Its arguments are `MetaWorldSettings`' fields (`settings` holds them). `start_seed` drives the start
+    streams; the same seed gives the same starts, demonstrations and evaluations."""
 
     host = True  # episodes run on the host, not inside jit
     name = "metaworld"
@@ -126,36 +120,25 @@ class MetaWorldFamily(TaskInputs):
     def __init__(
         self,
         tasks: str | tuple[MetaWorldTask, ...] = "paper",
-        seed: int = 0,
         eval_starts: int = 5,
+        start_seed: int = 0,
+        pretrain_per_task: int = 10,
         horizon: int = HORIZON,
         expert_noise: float = EXPERT_NOISE,
-        pretrain_per_task: int = 10,
     ):
         if min(eval_starts, horizon, pretrain_per_task) < 1 or expert_noise < 0:
             raise ValueError("need eval_starts, horizon and pretrain_per_task >= 1 and expert_noise >= 0")
-        self.pretrain_per_task = pretrain_per_task
         self.tasks = parse_tasks(tasks) if isinstance(tasks, str) else tuple(tasks)
-        self.seed, self.num_eval_starts, self.horizon, self.expert_noise = (
-            seed,
-            eval_starts,
-            horizon,
-            expert_noise,
+        spec = tasks if isinstance(tasks, str) else ",".join(t.name for t in self.tasks)
+        # the config entry that rebuilds this family (a resumed run makes it again from config.json)
+        self.settings = MetaWorldSettings(
+            spec, eval_starts, start_seed, pretrain_per_task, horizon, expert_noise
         )
+        self.seed, self.num_eval_starts, self.horizon = start_seed, eval_starts, horizon
+        self.expert_noise, self.pretrain_per_task = expert_noise, pretrain_per_task
         self._pool: dict[str, list] = {}
         self._experts = {t.env_name: _scripted_expert(t.env_name) for t in self.tasks}
         self._starts: dict[tuple[str, int, int], np.ndarray] = {}
-
-    def settings(self) -> MetaWorldSettings:
-        """The config entry that rebuilds this family (a resumed run makes it again from config.json)."""
-        return MetaWorldSettings(
-            ",".join(t.name for t in self.tasks),
-            self.num_eval_starts,
-            self.seed,
-            self.pretrain_per_task,
-            self.horizon,
-            self.expert_noise,
-        )
 
     # -- the hooks AMF's models use (`TaskInputs`) -----------------------------------------------------
     @property

@@ -79,6 +79,11 @@ class HadesConfig:
 PRESETS = ("cpu", "paper")
 """The named settings of `default_config`: `cpu` (2 CPU cores) and `paper` (the reference's scale)."""
 MINATAR_SUFFIX = "-MinAtar"
+# The cpu preset's (generations, envs) per MinAtar game, sized so that `rewire bench hades --seeds 3` (HaDES
+# and neuroevolution, 3 seeds) fits in 30 minutes on 2 cores: a HaDES plus a neuroevolution generation took
+# 3.2 s on Breakout, 5.0 s on SpaceInvaders, 4.3 s on Asterix and 11.2 s on Freeway at 4 envs (2,500-step
+# episodes), so Freeway runs 2 envs (README "HaDES").
+CPU_MINATAR_BUDGET = {"Breakout": (200, 4), "SpaceInvaders": (80, 4), "Asterix": (90, 4), "Freeway": (70, 2)}
 # The reference's inner learner for Brax (Lupu et al. 2024, README "HaDES"): 2 x 512 tanh, Adam 5e-3 after a
 # global-norm clip of 0.5, 200 full-batch steps (hopper; 400 on the other Brax tasks), Gaussian NLL.
 REFERENCE_LEARNER = Learner(hidden=(512, 512), lr=5e-3, steps=200, clip_norm=0.5)
@@ -106,7 +111,9 @@ def default_config(env_id: str, preset: str = "cpu", **overrides: Any) -> HadesC
         # 61% of the weight on the best 3, whose noisy returns turn the mean into a random walk.
         # Temperature 5 and sigma 0.1 were chosen on Breakout, seed 0.
         paper = preset == "paper"
-        width, popsize, generations, envs = (512, 2048, 2000, 8) if paper else (64, 64, 200, 4)
+        game = env_id.removesuffix(MINATAR_SUFFIX)
+        generations, envs = (2000, 8) if paper else CPU_MINATAR_BUDGET.get(game, (200, 4))
+        width, popsize = (512, 2048) if paper else (64, 64)
         sigma, temperature = (0.5, 20.0) if paper else (0.1, 5.0)
         base = HadesConfig(
             env_id=env_id,
