@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from rewire.amf.core import AMFConfig
+from rewire.amf.models import NNSettings
 from rewire.amf.run import AMFRun
 from rewire.calql import cql
 from rewire.calql.trainer import FinetuneConfig, Finetuner
@@ -17,6 +18,7 @@ from rewire.edit.run import EditorTraining, pretrain, problem, task_data
 from rewire.edit.world import EditWorld, WorldConfig
 from rewire.envs import make_spec
 from rewire.envs.control import make_control
+from rewire.envs.metaworld import MetaWorldSettings
 from rewire.es import ESConfig
 from rewire.hades.bc import Learner
 from rewire.hades.core import TaskDataset, default_config
@@ -97,9 +99,25 @@ def hades() -> dict:
 def amf() -> dict:
     config = AMFConfig(tasks=8, budget=2, batch=2)
     one, four = (AMFRun(config, ["mismatch"], [0, 1], ["amf", "uniform"], devices=d) for d in (1, 4))
-    for run in (one, four):
+    # Meta-World's episodes run on the host; the runs' policies, selection and refits sit on the mesh
+    host = AMFConfig(
+        env="metaworld",
+        model="nn",
+        budget=2,
+        batch=1,
+        nn=NNSettings(hidden=(8, 8), pretrain_steps=10, finetune_steps=5, batch_size=16),
+        metaworld=MetaWorldSettings(
+            tasks="reach-v3,push-v3@right", eval_starts=1, pretrain_per_task=1, horizon=20
+        ),
+    )
+    host_one, host_four = (AMFRun(host, ["mismatch"], [0, 1], ["amf", "uniform"], devices=d) for d in (1, 4))
+    for run in (one, four, host_one, host_four):
         Loop(run, quiet=True).run()
-    return {"results_equal": one.results() == four.results()}
+    return {
+        "results_equal": one.results() == four.results(),
+        "metaworld_results_equal": host_one.results() == host_four.results(),
+        "metaworld_split_over_4": host_four.state.key.sharding.num_devices == 4,
+    }
 
 
 def edit() -> dict:

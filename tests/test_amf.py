@@ -299,3 +299,25 @@ def test_loss_gradient_embeddings_are_the_last_layers_bc_gradient_and_depend_on_
     cov2 = model.cov(state.model, model.posterior(state.model, relabel(pre), relabel(data)), z)
     assert np.isfinite(cov).all() and not np.allclose(cov, cov2)
     assert np.all(np.diag(cov) > -1e-9)
+
+
+def test_rollout_targets_end_at_each_rollouts_first_success():
+    """A task's target weight is spread evenly over its proxy rollout's (strided) steps up to its first
+    success; with no lengths, over every step, as before."""
+    amf = AMF(small_config(proxy_stride=2))
+    env, c = amf.env, amf.env.num_tasks
+    states = jax.random.normal(jax.random.key(0), (c, 10, env.state_dim))
+    policy = amf.policy(pretrained_state(amf))
+    lengths = jnp.asarray([1, 4, 10] + [5] * (c - 3))
+    z, w, cand = amf.rollout_proxies(policy, states, lengths)
+    w = np.asarray(w).reshape(c, 5)  # steps 0, 2, 4, 6, 8
+    kept = {0: 1, 1: 2, 2: 5}  # length 1 keeps step 0; 4 keeps 0 and 2; 10 keeps all five
+    for task, k in kept.items():
+        np.testing.assert_allclose(w[task, :k], amf.target_weights[task] / k, rtol=1e-6)
+        assert not w[task, k:].any()
+    np.testing.assert_allclose(w.sum(1), amf.target_weights, rtol=1e-6)
+    assert z.shape == (c * 5, env.input_dim) and cand.shape == (c, 5)  # candidates keep every step
+    _, w_all, _ = amf.rollout_proxies(policy, states)
+    np.testing.assert_allclose(
+        np.asarray(w_all).reshape(c, 5), np.repeat(amf.target_weights[:, None] / 5, 5, 1)
+    )

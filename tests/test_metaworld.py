@@ -22,15 +22,22 @@ def test_each_expert_solves_its_task_and_success_is_the_envs_flag(family):
     ids = family.eval_start_ids()
     tasks = [t for t, _ in ids]
     starts = [family.start(t, "eval", i) for t, i in ids]
-    states, actions, success = family.episodes(None, tasks, starts, [(0, 9, t, i) for t, i in ids])
-    assert success.all(), success  # within HORIZON steps, at the experts' action noise
+    noise = [(0, 9, t, i) for t, i in ids]
+    states, actions, first_success = family.episodes(None, tasks, starts, noise)
+    assert (first_success < HORIZON).all(), first_success  # within HORIZON steps, at the experts' noise
+    # an evaluation stops each episode at its first success: the same steps up to there, nothing after
+    cut, cut_actions, cut_first = family.episodes(None, tasks, starts, noise, until_success=True)
+    np.testing.assert_array_equal(cut_first, first_success)
+    for i, t in enumerate(first_success):
+        np.testing.assert_array_equal(cut[i, : t + 1], states[i, : t + 1])
+        assert not cut[i, t + 1 :].any() and not cut_actions[i, t + 1 :].any()
     assert states.shape == (len(ids), HORIZON, 39) and np.abs(actions).max() <= 1.0
     # the push tasks' goal is fixed, and it is what the policy sees (the observation's last 3 entries)
     np.testing.assert_allclose(states[0, 0, -3:-1], (-0.1, 0.9), atol=1e-6)
     np.testing.assert_allclose(states[2, 0, -3:-1], (0.1, 0.9), atol=1e-6)
     # a policy that never moves succeeds nowhere: success is read from the env, not assumed
     _, _, still = family.episodes(lambda obs, episodes: np.zeros((len(obs), 4)), tasks, starts)
-    assert not still.any()
+    assert (still == HORIZON).all()
 
 
 def test_seeded_demonstrations_reproduce_and_differ_across_seeds(family):

@@ -210,20 +210,26 @@ class AMF:
 
     # -- proxies of the expert's state distribution per task --------------------------------------------
     def rollout_proxies(
-        self, policy: TaskPolicy, states: jax.Array | None = None
+        self, policy: TaskPolicy, states: jax.Array | None = None, lengths: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """One noise-free rollout of the current policy per task (or its `states` (C, H, S), from a host
-        family's simulators): inputs Z, target weights, candidate idx."""
+        family's simulators): inputs Z, target weights, candidate idx. `lengths` (C,): each rollout's steps
+        up to its first success; a task's target weight is spread over those steps only, because the states
+        after a task is done say nothing about how to do it (README "AMF"). The candidates keep every step,
+        as a demonstration does."""
         env, c = self.env, self.env.num_tasks
         tasks = jnp.arange(c)
         if states is None:
             key = jax.random.key(0)
             states = jax.vmap(lambda t: env.rollout(policy, t, env.nominal_start, key)[0])(tasks)
+        horizon = states.shape[1]
         states = states[:, :: self.config.proxy_stride]
         m = states.shape[1]
         z = jax.vmap(env.inputs)(states, tasks).reshape(-1, env.input_dim)
-        weights = jnp.repeat(self.target_weights / m, m).astype(z.dtype)
-        return z, weights, jnp.arange(c * m).reshape(c, m)
+        steps = jnp.full(c, horizon) if lengths is None else lengths
+        kept = jnp.arange(m)[None] * self.config.proxy_stride < steps[:, None]  # (C, m); step 0 always
+        weights = self.target_weights[:, None] * kept / kept.sum(1, keepdims=True)
+        return z, weights.reshape(-1).astype(z.dtype), jnp.arange(c * m).reshape(c, m)
 
     def importance_proxies(
         self,
@@ -258,10 +264,14 @@ class AMF:
         return z, weights, cand_idx
 
     def proxies(
-        self, state: AMFState, policy: TaskPolicy, rollout_states: jax.Array | None = None
+        self,
+        state: AMFState,
+        policy: TaskPolicy,
+        rollout_states: jax.Array | None = None,
+        rollout_lengths: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         if self.config.proxies == "rollout":
-            return self.rollout_proxies(policy, rollout_states)
+            return self.rollout_proxies(policy, rollout_states, rollout_lengths)
         valid = jnp.concatenate([jnp.ones(state.pre_tasks.shape, bool), self._collected_valid(state)])
         return self.importance_proxies(
             policy,
@@ -280,13 +290,21 @@ class AMF:
         """Success of the current policy in every task (noise-free rollouts): (C,) of 0/1."""
         return self.env.success_per_task(self.policy(state))
 
-    def select(self, state: AMFState, key: jax.Array, rollout_states: jax.Array | None = None) -> dict:
+    def select(
+        self,
+        state: AMFState,
+        key: jax.Array,
+        rollout_states: jax.Array | None = None,
+        rollout_lengths: jax.Array | None = None,
+    ) -> dict:
         """This round's batch for every selector, AMF's scores and whether the covariance was finite.
-        `rollout_states`: the current policy's proxy rollouts (C, H, S) when a host family made them."""
+        `rollout_states`, `rollout_lengths`: the current policy's proxy rollouts (C, H, S) and their steps
+        up to the first success (C,), when a host family made them (`rollout_proxies`)."""
         cfg = self.config
         pre, data = self.pretraining_data(state), self.collected_data(state)
         post = self.model.posterior(state.model, pre, data)
-        z, weights, cand_idx = self.proxies(state, self.model.policy(state.model, post), rollout_states)
+        policy = self.model.policy(state.model, post)
+        z, weights, cand_idx = self.proxies(state, policy, rollout_states, rollout_lengths)
         cov = self.model.cov(state.model, post, z)
         amf, scores = greedy_batch(cov, cand_idx, weights, self.model.noise, cfg.batch)
         n = len(self.targets)
@@ -305,9 +323,14 @@ class AMF:
         key = jax.random.fold_in(self._keys(state.key)["rounds"], state.round)
         return tuple(jax.random.split(key, 3))
 
-    def choose(self, state: AMFState, rollout_states: jax.Array | None = None) -> dict:
+    def choose(
+        self,
+        state: AMFState,
+        rollout_states: jax.Array | None = None,
+        rollout_lengths: jax.Array | None = None,
+    ) -> dict:
         """This round's selection (`select`) and the batch of the run's own selector (`tasks`)."""
-        choice = self.select(state, self.round_keys(state)[0], rollout_states)
+        choice = self.select(state, self.round_keys(state)[0], rollout_states, rollout_lengths)
         return choice | {"tasks": jnp.stack([choice[name] for name in SELECTORS])[state.selector]}
 
     def add(self, state: AMFState, tasks: jax.Array, states: jax.Array, actions: jax.Array) -> AMFState:

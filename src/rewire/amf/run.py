@@ -133,10 +133,10 @@ class AMFRun:
         return jax.vmap(one)(runs, obs, tasks)
 
     def _policy_episodes(
-        self, state: AMFState, runs: list[int], tasks: list[int], starts: list
+        self, state: AMFState, runs: list[int], tasks: list[int], starts: list, until_success: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Noise-free episodes of run runs[i]'s policy in task tasks[i] from starts[i]: their states and
-        whether each succeeded."""
+        each one's first successful step (the horizon if none; `MetaWorldFamily.episodes`)."""
         run_of, task_of = np.asarray(runs), np.asarray(tasks)
 
         def act(obs: np.ndarray, episodes: np.ndarray) -> np.ndarray:
@@ -145,8 +145,8 @@ class AMFRun:
             out = self._act_rows(state.model, run_of[rows], np.pad(obs, ((0, pad), (0, 0))), task_of[rows])
             return fetch(out)[:m]
 
-        states, _, success = self.amf.env.episodes(act, tasks, starts)
-        return states, success
+        states, _, first_success = self.amf.env.episodes(act, tasks, starts, until_success=until_success)
+        return states, first_success
 
     def _host_success(self, state: AMFState) -> np.ndarray:
         """Success per run and task (R, C): the share of the task's evaluation starts that succeed."""
@@ -154,7 +154,8 @@ class AMFRun:
         runs = [r for r in range(len(self.labels)) for _ in ids]
         tasks = [t for _ in self.labels for t, _ in ids]
         starts = [env.start(t, "eval", i) for _ in self.labels for t, i in ids]
-        _, success = self._policy_episodes(state, runs, tasks, starts)
+        _, first_success = self._policy_episodes(state, runs, tasks, starts, until_success=True)
+        success = first_success < env.horizon
         return success.reshape(len(self.labels), env.num_tasks, env.num_eval_starts).mean(-1)
 
     def _host_pretraining(self) -> tuple[np.ndarray, np.ndarray]:
@@ -180,11 +181,14 @@ class AMFRun:
         proxy_tasks = [t for _ in runs for t in range(env.num_tasks)]
         starts = [env.start(t, "proxy", 0) for t in proxy_tasks]
         proxy_runs = [r for r in runs for _ in range(env.num_tasks)]
-        proxy_states, _ = self._timed(
+        proxy_states, first_success = self._timed(
             "rollouts", self._policy_episodes, state, proxy_runs, proxy_tasks, starts
         )
         proxy_states = proxy_states.reshape(len(runs), env.num_tasks, *proxy_states.shape[1:])
-        choice = self._timed("selection", self._choose, state, place(jnp.asarray(proxy_states), self.mesh))
+        # a task's targets end where its rollout first succeeds (AMF.rollout_proxies)
+        lengths = np.minimum(first_success + 1, env.horizon).reshape(len(runs), env.num_tasks)
+        proxies = (place(jnp.asarray(proxy_states), self.mesh), place(jnp.asarray(lengths), self.mesh))
+        choice = self._timed("selection", self._choose, state, *proxies)
         tasks = fetch(choice["tasks"])
         slots = [
             (self.labels[r][1], self.round * batch + b, int(tasks[r, b])) for r in runs for b in range(batch)

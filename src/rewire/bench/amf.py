@@ -168,7 +168,7 @@ def run_metaworld_benchmark(
                 per_seed = np.asarray(curve["success_per_seed"])
                 curve["mean_ci95"] = [bootstrap_mean(per_seed[:, j], seed) for j in range(per_seed.shape[1])]
                 settings[setting][names[kernel] if selector == "amf" else selector] = curve
-        configs[kernel] = config
+        configs[kernel] = run.amf.config  # with the family's task count, as the runs used it
         seconds[kernel] = run.seconds | {"wall": time.perf_counter() - start, "runs": len(run.labels)}
     return {
         "configs": configs,

@@ -218,15 +218,18 @@ class MetaWorldFamily(TaskInputs):
         tasks: list[int],
         starts: list[np.ndarray],
         noise_seeds: list[tuple[int, ...]] | None = None,
+        until_success: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`len(tasks)` episodes of `HORIZON` steps, in waves of at most `WAVE` simulators stepped in
         lockstep: the policy `act` (None: the scripted expert, plus seeded Gaussian noise of std
         `expert_noise` per episode from `noise_seeds`). Returns states (n, H, 39) (states[t] is where the
-        t-th action was taken), actions (n, H, 4) and whether each episode succeeded at some step (n,)."""
+        t-th action was taken), actions (n, H, 4) and each episode's first step with the env's `success`
+        flag (n,; H if none). `until_success`: stop each episode at that step (its later states and actions
+        stay 0), which is all an evaluation needs."""
         n = len(tasks)
         states = np.zeros((n, self.horizon, STATE_DIM))
         actions = np.zeros((n, self.horizon, ACTION_DIM))
-        success = np.zeros(n, bool)
+        first_success = np.full(n, self.horizon)
         for lo in range(0, n, WAVE):
             idx = list(range(lo, min(n, lo + WAVE)))
             used: dict[str, int] = {}
@@ -241,6 +244,9 @@ class MetaWorldFamily(TaskInputs):
             rngs = None if act is not None else [np.random.default_rng(list(noise_seeds[i])) for i in idx]
             experts = [self._experts[self.tasks[tasks[i]].env_name] for i in idx]
             for t in range(self.horizon):
+                live = [j for j, i in enumerate(idx) if not (until_success and first_success[i] < t)]
+                if not live:
+                    break
                 o = np.stack(obs)
                 if act is None:
                     with warnings.catch_warnings():  # the scripted policies warn about their own gains
@@ -250,9 +256,11 @@ class MetaWorldFamily(TaskInputs):
                 else:
                     a = np.asarray(act(o, np.asarray(idx)), np.float64)
                 a = np.clip(a, -1.0, 1.0)
-                states[idx, t], actions[idx, t] = o, a
-                for j, env in enumerate(envs):
-                    out = env.step(a[j])
+                rows = [idx[j] for j in live]
+                states[rows, t], actions[rows, t] = o[live], a[live]
+                for j in live:
+                    out = envs[j].step(a[j])
                     obs[j] = out[0]
-                    success[idx[j]] |= bool(out[4]["success"])
-        return states, actions, success
+                    if out[4]["success"] and first_success[idx[j]] == self.horizon:
+                        first_success[idx[j]] = t
+        return states, actions, first_success
