@@ -131,6 +131,16 @@ def test_the_benchmark_criteria_by_hand():
     assert out["ratio"] is None and out["ratio_at_most"] == pytest.approx(8 / 14) and out["passed"]
     settings["mismatch"]["amf"] = curve([0.4, 0.5, 0.6, 0.8])  # 12 / 14 > 0.7: not shown
     assert not metaworld_criteria(settings, 0.8, batch=2)["mismatch"]["passed"]
+    # with per-seed curves: the paired gap per budget, seed i of AMF against seed i of uniform
+    settings["full"]["amf"]["success_per_seed"] = [[0.7, 0.6, 0.8, 0.9]] * 3
+    settings["full"]["uniform"]["success_per_seed"] = [
+        [0.7, 0.8, 0.8, 0.9],
+        [0.7, 0.7, 0.8, 0.9],
+        [0.7, 0.9, 0.8, 0.9],
+    ]
+    gaps = metaworld_criteria(settings, 0.8)["full"]["paired_gap"]
+    assert [g["mean"] for g in gaps] == pytest.approx([0.0, -0.2, 0.0, 0.0])
+    assert gaps[1]["high"] < 0 and gaps[1]["low"] == pytest.approx(-0.3) and gaps[0]["wilcoxon_p"] == 1.0
 
 
 def test_the_public_api_runs_a_family_object_and_resumes_it_from_its_config(tmp_path):

@@ -15,7 +15,7 @@ from rewire.amf.run import THRESHOLD, AMFRun, demos_to
 from rewire.loop import Loop
 from rewire.mesh import Devices
 from rewire.runs import versions
-from rewire.stats import bootstrap_mean
+from rewire.stats import bootstrap_mean, paired_wilcoxon
 
 BENCH_SETTINGS = ("mismatch", "control")
 MAX_RATIO = 0.6  # the issue's target: AMF reaches 0.9 with at most 60% of the demos uniform needs
@@ -93,7 +93,9 @@ METAWORLD_PRESETS = {
 
 def metaworld_criteria(settings: dict, threshold: float, amf: str = "amf", batch: int = 2) -> dict:
     """mismatch: AMF's demos to `threshold` (median curve) over uniform's (pass: <= 0.7) and its smallest
-    gap to uniform at any evaluated budget (pass: >= -0.02); full: the smallest gap only. `amf` names the
+    gap to uniform at any evaluated budget (pass: >= -0.02); full: the smallest gap only. With per-seed
+    curves, also each budget's paired gap (AMF - uniform per seed): its mean, 95% bootstrap interval and
+    Wilcoxon p, which say whether a gap is larger than the seeds' noise. `amf` names the
     AMF curve (one per kernel). When uniform never reaches the threshold, its crossing is at least one
     round (`batch` demos) past the budget, which bounds the ratio from above (`ratio_at_most`); the
     target passes only if that bound does."""
@@ -102,6 +104,12 @@ def metaworld_criteria(settings: dict, threshold: float, amf: str = "amf", batch
         curve, uniform = by_selector[amf], by_selector["uniform"]
         gaps = np.subtract(curve["success_median"], uniform["success_median"])
         row = {"min_gap": float(gaps.min()), "never_below": bool(gaps.min() >= -METAWORLD_MARGIN)}
+        if "success_per_seed" in curve:  # seed i of AMF and of uniform share pretraining and starts
+            a, u = np.asarray(curve["success_per_seed"]), np.asarray(uniform["success_per_seed"])
+            row["paired_gap"] = [
+                bootstrap_mean(a[:, j] - u[:, j]) | {"wilcoxon_p": paired_wilcoxon(a[:, j], u[:, j])["p"]}
+                for j in range(a.shape[1])
+            ]
         if setting == "mismatch":
             a = demos_to(threshold, curve["demos"], curve["success_median"])
             u = demos_to(threshold, uniform["demos"], uniform["success_median"])
