@@ -85,7 +85,7 @@ METAWORLD_MAX_RATIO = 0.7  # issue target: AMF reaches the threshold with at mos
 METAWORLD_MARGIN = 0.02  # and its median success is never below uniform's by more than this
 METAWORLD_PRESETS = {
     # 2 CPU cores: 5 seeds x 3 selectors x 2 settings in one vmapped run
-    "cpu": {"budget": 16, "batch": 2, "eval_every": 2, "eval_starts": 10, "pretrain_per_task": 10},
+    "cpu": {"budget": 24, "batch": 2, "eval_every": 2, "eval_starts": 10, "pretrain_per_task": 10},
     # larger machines: the paper's scale of demonstrations and evaluation
     "full": {"budget": 40, "batch": 4, "eval_every": 1, "eval_starts": 25, "pretrain_per_task": 15},
 }
