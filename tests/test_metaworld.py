@@ -5,10 +5,12 @@ AMF-NN run on the simulators resumes to the bits of an uninterrupted one."""
 import jax
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from rewire.amf.core import AMF, AMFConfig
 from rewire.amf.models import NNSettings
 from rewire.amf.run import AMFRun
+from rewire.cli import app
 from rewire.envs.metaworld import HORIZON, MetaWorldFamily, MetaWorldSettings, parse_tasks
 from rewire.loop import Loop
 
@@ -55,7 +57,7 @@ def test_seeded_demonstrations_reproduce_and_differ_across_seeds(family):
     assert not np.array_equal(family.start(1, "eval", 0), family.start(1, "eval", 1))
 
 
-def test_task_sets_settings_and_bad_input():
+def test_task_sets_settings_and_bad_input(tmp_path):
     assert [t.name for t in parse_tasks("paper")] == [
         "push-v3@left",
         "push-v3@right",
@@ -78,6 +80,11 @@ def test_task_sets_settings_and_bad_input():
     assert np.bincount(fam.pretraining_demo_tasks("full"), minlength=4).tolist() == [3, 3, 3, 3]
     with pytest.raises(ValueError, match="AMF-NN only"):
         AMF(AMFConfig(env="metaworld", model="gp"))
+    # on the command line: one line naming the bad task, exit code 2, nothing written
+    for args in (["amf", "run", "--env", "metaworld"], ["bench", "amf", "--env", "metaworld"]):
+        res = CliRunner().invoke(app, [*args, "--tasks", "reach-v3,jump-v3", "--out", str(tmp_path / "out")])
+        assert res.exit_code == 2 and "unknown Meta-World task 'jump-v3'" in res.output, res.output
+        assert "Traceback" not in res.output and not (tmp_path / "out").exists()
 
 
 def test_a_small_run_on_the_simulators_resumes_exactly(tmp_path):
