@@ -2,6 +2,8 @@
 success flag is what is read, seeded demonstrations reproduce, bad task sets are refused, and a small
 AMF-NN run on the simulators resumes to the bits of an uninterrupted one."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -164,3 +166,35 @@ def test_the_public_api_runs_a_family_object_and_resumes_it_from_its_config(tmp_
     # config.json names the family's tasks, so resuming rebuilds the same simulators and finds it finished
     again = amf.resume(tmp_path / "r")
     assert again.summary == result.summary
+
+
+def test_the_bench_cli_prints_the_curves_and_paired_gaps(tmp_path, monkeypatch):
+    """`rewire bench amf --env metaworld` only parses, calls `run_metaworld_benchmark` and reports it."""
+    import rewire.bench.amf as bench
+    from rewire.bench.amf import metaworld_criteria
+
+    curve = {"demos": [0, 4], "success_median": [0.4, 0.9], "success_per_seed": [[0.4, 0.9], [0.4, 0.8]]}
+    settings = {"mismatch": {"amf": curve, "uniform": curve}, "full": {"amf": curve, "uniform": curve}}
+    seen = {}
+
+    def fake(seeds, seed, preset, tasks, threshold, kernels, *rest):
+        seen.update(seeds=seeds, seed=seed, preset=preset, tasks=tasks, kernels=kernels)
+        criteria = {"last_layer": metaworld_criteria(settings, threshold)}
+        return {"settings": settings, "criteria": criteria, "seconds": {"last_layer": {"wall": 1.0}}}
+
+    monkeypatch.setattr(bench, "run_metaworld_benchmark", fake)
+    out = tmp_path / "r.json"
+    args = ["bench", "amf", "--env", "metaworld", "--seeds", "2", "--seed", "6", "--json", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert seen == {
+        "seeds": 2,
+        "seed": 6,
+        "preset": "cpu",
+        "tasks": "paper",
+        "kernels": ("last_layer", "loss_gradient"),
+    }
+    said = " ".join(res.output.split())
+    assert "mismatch amf: median success by demos 0:0.40 4:0.90" in said
+    assert "paired gap to uniform by budget: +0.00 [+0.00, +0.00] +0.00 [+0.00, +0.00]" in said
+    assert json.loads(out.read_text())["criteria"]["last_layer"]["full"]["passed"]

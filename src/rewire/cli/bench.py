@@ -170,8 +170,13 @@ def amf(
                 pairs = zip(curve["demos"], curve["success_median"], strict=True)
                 line = " ".join(f"{d}:{v:.2f}" for d, v in pairs)
                 console.print(f"{setting:>8} {name:>7}: median success by demos {line}")
-        for name, criteria in result["criteria"].items():
-            console.print(f"{name}: {criteria}")
+        for name, by_setting in result["criteria"].items():
+            for setting, row in by_setting.items():
+                gaps = " ".join(
+                    f"{g['mean']:+.2f} [{g['low']:+.2f}, {g['high']:+.2f}]" for g in row["paired_gap"]
+                )
+                shown = {k: v for k, v in row.items() if k != "paired_gap"}
+                console.print(f"{name} {setting}: {shown}; paired gap to uniform by budget: {gaps}")
         console.print(f"seconds: {result['seconds']}")
         return
     count = task_config(env, tasks).tasks
