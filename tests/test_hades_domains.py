@@ -54,7 +54,7 @@ def test_minatar_and_brax_presets_hold_the_reference_settings():
         "Breakout": (200, 4),
         "SpaceInvaders": (80, 4),
         "Asterix": (90, 4),
-        "Freeway": (70, 2),
+        "Freeway": (30, 4),
     }
     assert (
         default_config("Freeway-MinAtar", "paper").generations,

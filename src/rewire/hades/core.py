@@ -81,9 +81,10 @@ PRESETS = ("cpu", "paper")
 MINATAR_SUFFIX = "-MinAtar"
 # The cpu preset's (generations, envs) per MinAtar game, sized so that `rewire bench hades --seeds 3` (HaDES
 # and neuroevolution, 3 seeds) fits in 30 minutes on 2 cores: a HaDES plus a neuroevolution generation took
-# 3.2 s on Breakout, 5.0 s on SpaceInvaders, 4.3 s on Asterix and 11.2 s on Freeway at 4 envs (2,500-step
-# episodes), so Freeway runs 2 envs (README "HaDES").
-CPU_MINATAR_BUDGET = {"Breakout": (200, 4), "SpaceInvaders": (80, 4), "Asterix": (90, 4), "Freeway": (70, 2)}
+# 3.2 s on Breakout, 5.0 s on SpaceInvaders, 4.3 s on Asterix and 11 s on Freeway (2,500-step episodes,
+# about as long at 2 envs as at 4), and each seed's evaluations take about 2 more minutes on Freeway
+# (README "HaDES").
+CPU_MINATAR_BUDGET = {"Breakout": (200, 4), "SpaceInvaders": (80, 4), "Asterix": (90, 4), "Freeway": (30, 4)}
 # The reference's inner learner for Brax (Lupu et al. 2024, README "HaDES"): 2 x 512 tanh, Adam 5e-3 after a
 # global-norm clip of 0.5, 200 full-batch steps (hopper; 400 on the other Brax tasks), Gaussian NLL.
 REFERENCE_LEARNER = Learner(hidden=(512, 512), lr=5e-3, steps=200, clip_norm=0.5)
