@@ -110,9 +110,6 @@ def test_a_small_run_on_the_simulators_resumes_exactly(tmp_path):
     resumed = make()
     Loop(resumed, tmp_path / "part", every=0, quiet=True).run()
     assert resumed.results() == whole.results()
-    # the time split covers the whole run: the stopped part's seconds carry over in the checkpoint
-    assert all(resumed.seconds[k] >= part.seconds[k] for k in part.seconds) and part.seconds["rollouts"] > 0
-    assert resumed.seconds["rollouts"] > part.seconds["rollouts"]
     with jax.enable_x64(True):
         same = jax.tree.map(np.array_equal, jax.device_get(resumed.state), jax.device_get(whole.state))
     assert all(jax.tree.leaves(same))

@@ -272,8 +272,7 @@ class AMFRun:
         history = {f"history/{k}": np.stack(v) for k, v in self.history.items() if v}
         with jax.enable_x64(True):  # the gather keeps the state's float64
             state = fetch(self.state)
-        # the time split so far, so a resumed run reports the whole run's
-        return store.flatten(state, "state") | history, {"rounds": self.round, "seconds": self.seconds}
+        return store.flatten(state, "state") | history, {"rounds": self.round}
 
     def restore(self, stored: store.Stored) -> None:
         """The state and history of a checkpoint (bit-identical to a run that never stopped)."""
@@ -281,13 +280,6 @@ class AMFRun:
         rounds = stored.meta.get("rounds")
         if not isinstance(rounds, int) or rounds < 0:
             raise store.StoreError(f"{stored.path}: no round count")
-        seconds = stored.meta.get("seconds")
-        if (
-            not isinstance(seconds, dict)
-            or set(seconds) != set(self.seconds)
-            or not all(isinstance(v, int | float) for v in seconds.values())
-        ):
-            raise store.StoreError(f"{stored.path}: no time split {sorted(self.seconds)}")
         with jax.enable_x64(True):
             template = jax.eval_shape(self._initial_state, *self._pretraining_shapes())
             state = store.restore(template, stored.group("state"), stored.path)
@@ -300,7 +292,6 @@ class AMFRun:
                 raise store.StoreError(f"{stored.path}: the {name} history does not cover {rounds} rounds")
             history[name] = [] if arrays is None else list(arrays)
         self.history = history
-        self.seconds = {part: float(seconds[part]) for part in self.seconds}
 
     def _pretraining_shapes(self) -> tuple:
         """The arguments of `_initial_state` as shapes only (a host family's demos are not remade)."""
