@@ -89,8 +89,8 @@ class AMFRun:
             self._pre = jnp.stack([jnp.asarray(self.pretrain_tasks(t)) for t, _ in pairs])
         self.state: AMFState | None = None
         self.history: dict[str, list] = {name: [] for name in HISTORY}
-        # where a host family's time goes: simulated episodes, BC, selection (this process, since start)
-        # this process's time split; not checkpointed (wall-clock times would break resume's same bits)
+        # where a host family's time goes: simulated episodes, BC, selection (this process, since start; not
+        # checkpointed, since wall-clock times would break resume's same bits)
         self.seconds = {"rollouts": 0.0, "training": 0.0, "selection": 0.0}
 
     def pretrain_tasks(self, setting: str) -> np.ndarray:

@@ -105,10 +105,12 @@ def metaworld_criteria(settings: dict, threshold: float, amf: str = "amf", batch
         gaps = np.subtract(curve["success_median"], uniform["success_median"])
         row = {"min_gap": float(gaps.min()), "never_below": bool(gaps.min() >= -METAWORLD_MARGIN)}
         if "success_per_seed" in curve:  # seed i of AMF and of uniform share pretraining and starts
-            a, u = np.asarray(curve["success_per_seed"]), np.asarray(uniform["success_per_seed"])
+            amf_seeds = np.asarray(curve["success_per_seed"])
+            uniform_seeds = np.asarray(uniform["success_per_seed"])
             row["paired_gap"] = [
-                bootstrap_mean(a[:, j] - u[:, j]) | {"wilcoxon_p": paired_wilcoxon(a[:, j], u[:, j])["p"]}
-                for j in range(a.shape[1])
+                bootstrap_mean(amf_seeds[:, j] - uniform_seeds[:, j])
+                | {"wilcoxon_p": paired_wilcoxon(amf_seeds[:, j], uniform_seeds[:, j])["p"]}
+                for j in range(amf_seeds.shape[1])
             ]
         if setting == "mismatch":
             a = demos_to(threshold, curve["demos"], curve["success_median"])
