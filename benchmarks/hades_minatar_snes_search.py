@@ -1,8 +1,11 @@
 """The SNES settings of HaDES's MinAtar cpu preset (README "HaDES"): short HaDES runs on Breakout-MinAtar,
-base seed 0 only, one per (temperature, sigma), each scored by the median return of 10 fresh policies trained
-on the ES mean, with the population's mean fitness per block of 10 generations.
+base seed 0 only, one per (temperature, sigma), or one per named change to the preset (`--variants`), each
+scored by the median return of 10 fresh policies trained on the ES mean, with the population's mean fitness
+per block of 10 generations.
 
     .venv/bin/python benchmarks/hades_minatar_snes_search.py --generations 80 --json OUT.json
+    .venv/bin/python benchmarks/hades_minatar_snes_search.py --generations 100 \
+        --variants size32,learned,evolve_lr,preset --json OUT.json
 """
 
 from __future__ import annotations
@@ -13,11 +16,35 @@ from dataclasses import replace
 
 import numpy as np
 
-from rewire.hades.core import default_config
+from rewire.hades.core import HadesConfig, default_config
 from rewire.hades.run import build_hades
 from rewire.runs import versions, write_json
 
 SETTINGS = [(20.0, 0.5), (5.0, 0.5), (2.0, 0.5), (5.0, 0.2), (5.0, 0.1), (10.0, 0.2), (2.0, 0.2)]
+
+# Changes to the cpu preset that were tried against Breakout's plateau (README "HaDES").
+VARIANTS = {
+    "preset": lambda c: c,
+    "size32": lambda c: replace(c, size=32),
+    "learned": lambda c: replace(c, labels="learned"),
+    "evolve_lr": lambda c: replace(c, evolve_lr=True),
+}
+
+
+def score(config: HadesConfig, seed: int) -> dict:
+    start = time.perf_counter()
+    run = build_hades(config, seed)
+    run.loop(None, quiet=True).run()
+    returns = run.evaluate_mean()["returns"]
+    history = run.evolution.history["score_mean"]
+    return {
+        "fresh_median": float(np.median(returns)),
+        "population_mean_per_10_generations": [
+            float(np.mean(history[i : i + 10])) for i in range(0, len(history), 10)
+        ],
+        "seconds": time.perf_counter() - start,
+        "config": config,
+    }
 
 
 def search(env: str, generations: int, seed: int) -> list[dict]:
@@ -25,24 +52,17 @@ def search(env: str, generations: int, seed: int) -> list[dict]:
     for temperature, sigma in SETTINGS:
         config = default_config(env, "cpu", generations=generations)
         config = replace(config, es=replace(config.es, temperature=temperature, sigma=sigma))
-        start = time.perf_counter()
-        run = build_hades(config, seed)
-        run.loop(None, quiet=True).run()
-        returns = run.evaluate_mean()["returns"]
-        history = run.evolution.history["score_mean"]
-        rows.append(
-            {
-                "temperature": temperature,
-                "sigma": sigma,
-                "fresh_median": float(np.median(returns)),
-                "population_mean_per_10_generations": [
-                    float(np.mean(history[i : i + 10])) for i in range(0, len(history), 10)
-                ],
-                "seconds": time.perf_counter() - start,
-                "config": config,
-            }
-        )
+        rows.append({"temperature": temperature, "sigma": sigma, **score(config, seed)})
         print(f"T {temperature:g} sigma {sigma:g}: fresh median {rows[-1]['fresh_median']:.2f}", flush=True)
+    return rows
+
+
+def variants(env: str, names: list[str], generations: int, seed: int) -> list[dict]:
+    rows = []
+    for name in names:
+        config = VARIANTS[name](default_config(env, "cpu", generations=generations))
+        rows.append({"variant": name, **score(config, seed)})
+        print(f"{name}: fresh median {rows[-1]['fresh_median']:.2f}", flush=True)
     return rows
 
 
@@ -51,9 +71,17 @@ def main() -> None:
     parser.add_argument("--env", default="Breakout-MinAtar")
     parser.add_argument("--generations", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", help=f"comma-separated, from {sorted(VARIANTS)}")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
-    rows = search(args.env, args.generations, args.seed)
+    if args.variants:
+        names = args.variants.split(",")
+        unknown = sorted(set(names) - set(VARIANTS))
+        if unknown:
+            parser.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+        rows = variants(args.env, names, args.generations, args.seed)
+    else:
+        rows = search(args.env, args.generations, args.seed)
     write_json(args.json, {"env": args.env, "seed": args.seed, "versions": versions(), "runs": rows})
 
 
