@@ -28,6 +28,8 @@ VARIANTS = {
     "size32": lambda c: replace(c, size=32),
     "learned": lambda c: replace(c, labels="learned"),
     "evolve_lr": lambda c: replace(c, evolve_lr=True),
+    # HaDES-F: one fixed inner init, with as many envs as R's inits x envs (equal steps per generation)
+    "fixed_init": lambda c: replace(c, variant="F", num_envs=c.num_envs * c.inits),
 }
 
 
@@ -37,8 +39,12 @@ def score(config: HadesConfig, seed: int) -> dict:
     run.loop(None, quiet=True).run()
     returns = run.evaluate_mean()["returns"]
     history = run.evolution.history["score_mean"]
+    fixed = {}
+    if config.variant == "F":
+        fixed = {"fixed_init_median": float(np.median(run.evaluate_fixed_init()["returns"]))}
     return {
         "fresh_median": float(np.median(returns)),
+        **fixed,
         "population_mean_per_10_generations": [
             float(np.mean(history[i : i + 10])) for i in range(0, len(history), 10)
         ],
@@ -62,7 +68,9 @@ def variants(env: str, names: list[str], generations: int, seed: int) -> list[di
     for name in names:
         config = VARIANTS[name](default_config(env, "cpu", generations=generations))
         rows.append({"variant": name, **score(config, seed)})
-        print(f"{name}: fresh median {rows[-1]['fresh_median']:.2f}", flush=True)
+        fixed = rows[-1].get("fixed_init_median")
+        extra = "" if fixed is None else f", fixed-init median {fixed:.2f}"
+        print(f"{name}: fresh median {rows[-1]['fresh_median']:.2f}{extra}", flush=True)
     return rows
 
 

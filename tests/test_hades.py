@@ -20,12 +20,13 @@ from rewire.hades.core import (
     dataset_template,
     default_config,
     evaluate_dataset,
+    fit_dataset,
     make_hades_score,
     policy_for,
     task_for,
 )
 from rewire.hades.dataset import load_synthetic, save_synthetic
-from rewire.hades.run import build_hades, save_dataset
+from rewire.hades.run import build_hades, fixed_init_key, save_dataset
 from rewire.rollout import control_rollout
 
 
@@ -147,6 +148,24 @@ def test_init_many_gives_distinct_fresh_policies():
     params = init_many(module, 4, jax.random.split(jax.random.key(0), 3))
     kernels = params["params"]["MLP_0"]["Dense_0"]["kernel"]
     assert kernels.shape == (3, 4, 64) and not np.allclose(kernels[0], kernels[1])
+
+
+def test_fixed_init_evaluation_trains_from_the_init_the_fitness_used():
+    config = default_config("CartPole-v1", size=2, variant="F", generations=1)
+    config = replace(config, learner=replace(config.learner, steps=1))  # one step: the loss shows the init
+    run = build_hades(config, seed=3)
+    run.loop(None, quiet=True).run()  # one ES update moves the mean off its all-zero start
+    fixed = run.evaluate_fixed_init(inits=3)
+    fresh = run.evaluate_mean(inits=3)
+    assert len(set(fixed["bc_loss"].tolist())) == 1  # one init, so one trained policy
+    assert len(set(fresh["bc_loss"].tolist())) == 3
+    task, module = run.task, policy_for(config, run.task)
+    data = {k: jnp.asarray(v) for k, v in run.evolution.mean().items()}
+    params0 = initializer(module, task.obs_dim)(fixed_init_key(3))
+    _, losses = fit_dataset(config.learner, module, params0, data, task)
+    assert float(losses[-1]) == pytest.approx(float(fixed["bc_loss"][0]), rel=1e-5)
+    with pytest.raises(ValueError, match="no fixed init"):
+        build_hades(replace(config, variant="R"), seed=3).evaluate_fixed_init()
 
 
 def test_digits_distillation_improves_on_its_class_mean_start():

@@ -309,10 +309,12 @@ def evaluate_dataset(
     episodes: int = 10,
     greedy: bool = False,
     net: nn.Module | None = None,
+    init_key: jax.Array | None = None,
 ) -> dict[str, np.ndarray]:
     """Train `inits` fresh policies of `learner`'s architecture (or of the user's module `net`, with the
     learner's optimiser) on the dataset; per init, the mean first-episode return over `episodes` episodes
-    and the final BC loss."""
+    and the final BC loss. With `init_key` (HaDES-F's fixed init), every policy starts from that one init,
+    so the `inits` rows differ only in their evaluation episodes."""
     check_dataset(dataset, task)
     learner.validate()
     if net is None:
@@ -321,7 +323,8 @@ def evaluate_dataset(
         module = GivenPolicy(net, not task.discrete)
     data = {k: jnp.asarray(v) for k, v in dataset.items()}
     k_init, k_eval = jax.random.split(key)
-    params = init_many(module, task.obs_dim, jax.random.split(k_init, inits))
+    init_keys = jax.random.split(k_init, inits) if init_key is None else jnp.stack([init_key] * inits)
+    params = init_many(module, task.obs_dim, init_keys)
     params, losses = jax.jit(jax.vmap(lambda p: fit_dataset(learner, module, p, data, task)))(params)
     returns = evaluate_policies(task, module, params, obs_mean, obs_std, k_eval, episodes, greedy)
     return {"returns": returns, "bc_loss": np.asarray(losses[:, -1])}

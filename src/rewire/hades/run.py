@@ -82,6 +82,31 @@ class EvolutionRun:
             net=self.net if learner is None else None,
         )
 
+    def evaluate_fixed_init(self, inits: int = EVAL_INITS) -> dict[str, np.ndarray]:
+        """HaDES-F's agent: policies trained on the ES mean from the one init its fitness used (the
+        paper's F evaluation), `inits` repeats of `evaluate_dataset`'s episodes, with the evaluation key."""
+        if self.fixed_init_key is None:
+            raise ValueError(f"variant {self.config.variant!r} has no fixed init; use evaluate_mean")
+        dataset = jax.device_get(self.evolution.mean())
+        return evaluate_dataset(
+            dataset,
+            self.task,
+            self.config.learner,
+            self.obs_mean,
+            self.obs_std,
+            self.evaluation_key,
+            inits,
+            net=self.net,
+            init_key=self.fixed_init_key,
+        )
+
+    @property
+    def fixed_init_key(self) -> jax.Array | None:
+        """HaDES-F's one inner init (None for R and for neuroevolution)."""
+        if self.kind != "hades" or self.config.variant != "F":
+            return None
+        return fixed_init_key(self.seed)
+
     def loop(
         self,
         directory: Path | None = None,
@@ -94,6 +119,11 @@ class EvolutionRun:
         return Loop(
             self.evolution, directory, every=every, quiet=quiet, description=label, tensorboard=tensorboard
         )
+
+
+def fixed_init_key(seed: int) -> jax.Array:
+    """HaDES-F's inner init, derived from the run's seed apart from its other keys."""
+    return jax.random.fold_in(jax.random.key(seed), 2)
 
 
 def _stats(config: HadesConfig, task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +144,7 @@ def build_hades(
     obs_mean, obs_std = _stats(config, task, seed)
     module = policy_for(config, task, net)
     score = make_hades_score(config, task, obs_mean, obs_std, module)
-    fixed = jax.random.fold_in(jax.random.key(seed), 2) if config.variant == "F" else None
+    fixed = fixed_init_key(seed) if config.variant == "F" else None
     init_fn = initializer(module, task.obs_dim)
     template = dataset_template(config, task)
     mesh = batch_mesh(devices, config.es.popsize, "the ES population")
