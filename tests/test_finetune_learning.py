@@ -2,6 +2,7 @@
 it through a short online phase."""
 
 import numpy as np
+import pytest
 
 from rewire.calql.trainer import FinetuneConfig, Finetuner
 from rewire.data.generate import scripted_dataset
@@ -11,6 +12,7 @@ from rewire.loop import Loop
 THRESHOLD = 0.8
 
 
+@pytest.mark.slow  # about 5 min on 2 cores, a third of `make test`'s budget
 def test_cql_and_calql_learn_the_open_maze():
     spec = make_spec(maze_id("open"))
     config = FinetuneConfig(

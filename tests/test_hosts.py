@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 CODE = "from rewire.cli import main; main()"
 DISTILL = ["hades", "distill", "--quiet", "--checkpoint-every", "0"]
@@ -72,6 +73,7 @@ def test_two_processes_checkpoint_resume_and_match_one_process_with_four_devices
     assert (two / "metrics.jsonl").read_text() == (one / "metrics.jsonl").read_text()
 
 
+@pytest.mark.slow  # 3.5 min of compiling in six processes; test_devices checks Cal-QL's agents split over 4
 def test_cal_ql_split_over_two_processes_resumes_and_matches_one_process_with_four_devices(tmp_path):
     finished(job([*TRAIN, *TINY, "--online-steps", "50", "--out", str(tmp_path / "two")], 2, 2))
     two = run_dir(tmp_path / "two")
