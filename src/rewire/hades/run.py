@@ -67,9 +67,11 @@ class EvolutionRun:
         """Drives final evaluations; derived from the seed, apart from the keys the ES itself uses."""
         return jax.random.fold_in(jax.random.key(self.seed), 100)
 
-    def evaluate_mean(self, learner: Learner | None = None, inits: int = EVAL_INITS) -> dict[str, np.ndarray]:
+    def evaluate_mean(
+        self, learner: Learner | None = None, inits: int = EVAL_INITS, init_key: jax.Array | None = None
+    ) -> dict[str, np.ndarray]:
         """Fresh policies (this run's learner, or another) trained on the ES mean: `evaluate_dataset`, with
-        the run's evaluation key."""
+        the run's evaluation key (and `init_key`, if given, as every policy's init)."""
         dataset = jax.device_get(self.evolution.mean())
         return evaluate_dataset(
             dataset,
@@ -80,25 +82,15 @@ class EvolutionRun:
             self.evaluation_key,
             inits,
             net=self.net if learner is None else None,
+            init_key=init_key,
         )
 
     def evaluate_fixed_init(self, inits: int = EVAL_INITS) -> dict[str, np.ndarray]:
         """HaDES-F's agent: policies trained on the ES mean from the one init its fitness used (the
-        paper's F evaluation), `inits` repeats of `evaluate_dataset`'s episodes, with the evaluation key."""
+        paper's F evaluation): `evaluate_mean` from that init."""
         if self.fixed_init_key is None:
             raise ValueError(f"variant {self.config.variant!r} has no fixed init; use evaluate_mean")
-        dataset = jax.device_get(self.evolution.mean())
-        return evaluate_dataset(
-            dataset,
-            self.task,
-            self.config.learner,
-            self.obs_mean,
-            self.obs_std,
-            self.evaluation_key,
-            inits,
-            net=self.net,
-            init_key=self.fixed_init_key,
-        )
+        return self.evaluate_mean(inits=inits, init_key=self.fixed_init_key)
 
     @property
     def fixed_init_key(self) -> jax.Array | None:
