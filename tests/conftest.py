@@ -1,21 +1,25 @@
+import fcntl
+import json
 import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
 
 # The suite's runs are tiny, so compiling dominates them: LLVM's cheapest code generation (set before JAX
 # starts its backend, and inherited by every process a test starts) keeps `make test` within its budget.
 # Every invariant compares runs made under the same flags.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
-import pytest  # noqa: E402
+# One compilation cache for the whole session, shared by both pytest-xdist workers and by every process their
+# tests start (most tests run the same tiny programs in-process and in CLI subprocesses). JAX writes cache
+# entries atomically only when the cache has a size limit: it then holds a file lock (the `filelock` package)
+# around every read and write. The limit is set in the environment so that subprocesses inherit it.
+os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(16 << 30)
 
+from rewire.bench.faults import SYSTEMS, Reference, fingerprint, reference  # noqa: E402
 from rewire.jaxcache import enable_compilation_cache  # noqa: E402
 
-# Under pytest-xdist (`make test` runs two workers) each worker, and every process its tests start, keeps
-# its own compilation cache: JAX does not write cache entries atomically, so two processes must not write
-# one entry at once.
-_worker = os.environ.get("PYTEST_XDIST_WORKER")
-if _worker:
-    _base = os.environ.get("REWIRE_JAX_CACHE") or os.path.expanduser("~/.cache/rewire/jax")
-    os.environ["REWIRE_JAX_CACHE"] = os.path.join(_base, _worker)
 enable_compilation_cache(os.environ.get("REWIRE_JAX_CACHE"))
 
 
@@ -27,31 +31,40 @@ def umaze_dataset():
     return scripted_dataset(make_spec(maze_id("umaze")), 60, seed=0)
 
 
+class TinyRuns(Mapping):
+    """An uninterrupted tiny run of each long-running command, as a subprocess (`rewire.bench.faults`), made
+    once per session when a test first asks for it: under pytest-xdist the first worker to ask for a system
+    makes its run while a worker asking for the same system waits on that system's lock, so the two workers
+    make different systems' runs at once (tests copy a reference before changing anything in it)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __getitem__(self, system: str) -> Reference:
+        if system not in SYSTEMS:
+            raise KeyError(system)
+        index = self.root / f"tiny-run-{system}.json"
+        with open(self.root / f"tiny-run-{system}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not index.exists():
+                work = self.root / "tiny-runs"
+                work.mkdir(exist_ok=True)
+                made = reference(system, work)
+                index.write_text(json.dumps([str(made.directory), made.seconds, made.directory_at]))
+        directory, seconds, at = json.loads(index.read_text())
+        return Reference(Path(directory), fingerprint(Path(directory)), seconds, at)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SYSTEMS)
+
+    def __len__(self) -> int:
+        return len(SYSTEMS)
+
+
 @pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory):
-    """An uninterrupted tiny run of each long-running command, as a subprocess (`rewire.bench.faults`),
-    made once per session: under pytest-xdist the first worker to ask makes them while the others wait on a
-    lock, then every worker reads them (tests copy a reference before changing anything in it)."""
-    import fcntl
-    import json
-    from pathlib import Path
-
-    from rewire.bench.faults import SYSTEMS, Reference, fingerprint, reference
-
+def tiny_runs(tmp_path_factory) -> TinyRuns:
     root = tmp_path_factory.getbasetemp()
-    root = root.parent if _worker else root  # the workers' temporary folders share their parent
-    index = root / "tiny-runs.json"
-    with open(root / "tiny-runs.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not index.exists():
-            work = root / "tiny-runs"
-            work.mkdir(exist_ok=True)
-            made = {system: reference(system, work) for system in SYSTEMS}
-            index.write_text(
-                json.dumps({k: [str(r.directory), r.seconds, r.directory_at] for k, r in made.items()})
-            )
-        saved = json.loads(index.read_text())
-    return {k: Reference(Path(d), fingerprint(Path(d)), seconds, at) for k, (d, seconds, at) in saved.items()}
+    return TinyRuns(root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root)  # the workers share it
 
 
 @pytest.fixture
