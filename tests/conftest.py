@@ -39,10 +39,13 @@ class TinyRuns(Mapping):
 
     def __init__(self, root: Path):
         self.root = root
+        self.read: dict[str, Reference] = {}  # this worker's reads: each reference is fingerprinted once
 
     def __getitem__(self, system: str) -> Reference:
         if system not in SYSTEMS:
             raise KeyError(system)
+        if system in self.read:
+            return self.read[system]
         index = self.root / f"tiny-run-{system}.json"
         with open(self.root / f"tiny-run-{system}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -52,7 +55,8 @@ class TinyRuns(Mapping):
                 made = reference(system, work)
                 index.write_text(json.dumps([str(made.directory), made.seconds, made.directory_at]))
         directory, seconds, at = json.loads(index.read_text())
-        return Reference(Path(directory), fingerprint(Path(directory)), seconds, at)
+        self.read[system] = Reference(Path(directory), fingerprint(Path(directory)), seconds, at)
+        return self.read[system]
 
     def __iter__(self) -> Iterator[str]:
         return iter(SYSTEMS)
