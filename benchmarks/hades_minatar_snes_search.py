@@ -30,6 +30,12 @@ VARIANTS = {
     "evolve_lr": lambda c: replace(c, evolve_lr=True),
     # HaDES-F: one fixed inner init, with as many envs as R's inits x envs (equal steps per generation)
     "fixed_init": lambda c: replace(c, variant="F", num_envs=c.num_envs * c.inits),
+    # the evolved states start at random-policy observations instead of the mean observation
+    "observed": lambda c: replace(c, state_init="observed"),
+    # 4x the population for a quarter of the generations: the same environment steps
+    "population256": lambda c: replace(
+        c, generations=c.generations // 4, es=replace(c.es, popsize=4 * c.es.popsize)
+    ),
 }
 
 

@@ -23,6 +23,7 @@ from rewire.hades.core import (
     fit_dataset,
     make_hades_score,
     policy_for,
+    random_observations,
     task_for,
 )
 from rewire.hades.dataset import load_synthetic, save_synthetic
@@ -105,6 +106,7 @@ def test_dataset_round_trip_and_shape_checks(tmp_path):
         ({"env_id": "CartPole-v9"}, "unknown environment"),
         ({"variant": "X"}, "variant"),
         ({"labels": "soft"}, "labels"),
+        ({"state_init": "random"}, "state_init"),
         ({"size": 0}, "dataset size"),
         ({"learner": Learner(optimizer="rmsprop")}, "optimiser"),
     ],
@@ -112,6 +114,21 @@ def test_dataset_round_trip_and_shape_checks(tmp_path):
 def test_bad_configs_raise(overrides, match):
     with pytest.raises(ValueError, match=match):
         task_for(replace(HadesConfig(), **overrides))
+
+
+def test_observed_state_init_starts_at_distinct_random_policy_observations():
+    config = replace(default_config("CartPole-v1"), size=6, es=ESConfig(popsize=4), state_init="observed")
+    run = build_hades(config, 0)
+    states = np.asarray(run.evolution.mean()["states"])
+    assert states.shape == (6, 4) and len(np.unique(states, axis=0)) == 6
+    observed = (
+        random_observations(run.task, jax.random.split(jax.random.fold_in(jax.random.key(0), 4))[0])
+        - run.obs_mean
+    ) / run.obs_std
+    assert all(np.isclose(observed, row, atol=1e-5).all(1).any() for row in states)  # each one was seen
+    np.testing.assert_array_equal(states, np.asarray(build_hades(config, 0).evolution.mean()["states"]))
+    zeros = build_hades(replace(config, state_init="zeros"), 0).evolution.mean()["states"]
+    assert not np.any(np.asarray(zeros))  # the reference's start
 
 
 def test_unknown_architecture_field_raises():

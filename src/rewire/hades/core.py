@@ -30,7 +30,9 @@ from rewire.runs import config_from_json
 class HadesConfig:
     """A behaviour-distillation run. `labels`: for discrete actions, 'fixed' one-hot labels assigned
     round-robin (state i is labelled i mod n_actions, so no state is dropped) or 'learned' logits whose
-    softmax is the target. Continuous actions are always evolved (unbounded; the env clips)."""
+    softmax is the target. Continuous actions are always evolved (unbounded; the env clips). `state_init`:
+    where the evolved states start, 'zeros' (the mean observation; the reference) or 'observed' (distinct
+    observations of a uniformly random policy, as HaDES's digits start from class-mean images)."""
 
     env_id: str = "CartPole-v1"
     size: int = 4
@@ -47,6 +49,7 @@ class HadesConfig:
     # The smallest normalisation scale: an observation feature that a random policy never changes (most of
     # MinAtar's pixels: bricks, unvisited cells) would otherwise be divided by 1e-4 when it does change
     std_floor: float = 0.0
+    state_init: str = "zeros"
 
     def validate(self, task: ControlTask) -> None:
         if self.variant not in ("F", "R"):
@@ -57,6 +60,8 @@ class HadesConfig:
             raise ValueError(f"dataset size {self.size}: choose 1 to 1024 state-action pairs")
         if self.labels not in ("fixed", "learned"):
             raise ValueError(f"unknown labels {self.labels!r}; choose 'fixed' or 'learned'")
+        if self.state_init not in STATE_INITS:
+            raise ValueError(f"unknown state_init {self.state_init!r}; choose from {list(STATE_INITS)}")
         if self.std_floor < 0:
             raise ValueError(f"std_floor must be >= 0, got {self.std_floor}")
         if self.inits < 1 or self.num_envs < 1 or self.generations < 0:
@@ -76,6 +81,7 @@ class HadesConfig:
         return self.es.popsize * self.inits_per_candidate * self.num_envs * self.steps(task)
 
 
+STATE_INITS = ("zeros", "observed")
 PRESETS = ("cpu", "paper")
 """The named settings of `default_config`: `cpu` (2 CPU cores) and `paper` (the reference's scale)."""
 MINATAR_SUFFIX = "-MinAtar"
@@ -166,6 +172,18 @@ def learner_preset(name: str) -> Learner:
 # ----------------------------------------------------------------------------- observation normalisation
 
 
+def random_observations(task: ControlTask, key: jax.Array, num_envs: int = 16) -> np.ndarray:
+    """The observations (steps x envs, obs_dim) of a uniformly random policy over one horizon."""
+
+    def random_policy(obs, k):
+        if task.discrete:
+            return jax.random.randint(k, (), 0, task.action_dim)
+        return jax.random.uniform(k, (task.action_dim,), minval=-1.0, maxval=1.0)
+
+    obs = control_rollout(task, random_policy, key, num_envs, task.horizon)["observations"]
+    return np.asarray(obs).reshape(-1, task.obs_dim)
+
+
 def observation_stats(
     task: ControlTask, key: jax.Array, num_envs: int = 16, std_floor: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -174,24 +192,31 @@ def observation_stats(
 
     Synthetic states live in this normalised space; the constants are stored with the dataset, so a
     dataset means the same thing in every rollout (the reference's running statistics did not)."""
-
-    def random_policy(obs, k):
-        if task.discrete:
-            return jax.random.randint(k, (), 0, task.action_dim)
-        return jax.random.uniform(k, (task.action_dim,), minval=-1.0, maxval=1.0)
-
-    obs = control_rollout(task, random_policy, key, num_envs, task.horizon)["observations"]
-    obs = np.asarray(obs).reshape(-1, task.obs_dim)
+    obs = random_observations(task, key, num_envs)
     return obs.mean(0), np.maximum(np.sqrt(obs.var(0) + 1e-8), std_floor)
+
+
+def observed_states(
+    task: ControlTask, key: jax.Array, size: int, obs_mean: np.ndarray, obs_std: np.ndarray
+) -> np.ndarray:
+    """`size` distinct observations of a uniformly random policy, normalised (repeats only if the policy
+    saw fewer distinct ones): the 'observed' start of the evolved states."""
+    rollout_key, pick_key = jax.random.split(key)
+    distinct = np.unique(random_observations(task, rollout_key), axis=0)
+    rows = jax.random.choice(pick_key, len(distinct), (size,), replace=size > len(distinct))
+    return ((distinct[np.asarray(rows)] - obs_mean) / obs_std).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- datasets and fitness
 
 
-def dataset_template(config: HadesConfig, task: ControlTask) -> dict[str, jax.Array]:
-    """The evolved arrays, all zeros (the reference's starting point). Named, never a bare flat vector."""
+def dataset_template(
+    config: HadesConfig, task: ControlTask, states: np.ndarray | None = None
+) -> dict[str, jax.Array]:
+    """The evolved arrays' start: all zeros (the reference's starting point), or the given `states`. Named,
+    never a bare flat vector."""
     n, a = config.size, task.action_dim
-    out = {"states": jnp.zeros((n, task.obs_dim))}
+    out = {"states": jnp.zeros((n, task.obs_dim)) if states is None else jnp.asarray(states)}
     if not task.discrete:
         out["actions"] = jnp.zeros((n, a))
     elif config.labels == "learned":

@@ -23,6 +23,7 @@ from rewire.hades.core import (
     make_hades_score,
     make_neuroevolution_score,
     observation_stats,
+    observed_states,
     policy_for,
     task_for,
 )
@@ -138,7 +139,12 @@ def build_hades(
     score = make_hades_score(config, task, obs_mean, obs_std, module)
     fixed = fixed_init_key(seed) if config.variant == "F" else None
     init_fn = initializer(module, task.obs_dim)
-    template = dataset_template(config, task)
+    states = None
+    if config.state_init == "observed":
+        states = observed_states(
+            task, jax.random.fold_in(jax.random.key(seed), 4), config.size, obs_mean, obs_std
+        )
+    template = dataset_template(config, task, states)
     mesh = batch_mesh(devices, config.es.popsize, "the ES population")
     evo = Evolution(
         config.es, template, score, config.inits_per_candidate, seed, fixed, init_fn, config.generations, mesh
