@@ -6,10 +6,17 @@ from pathlib import Path
 
 import pytest
 
-# The suite's runs are tiny, so compiling dominates them: LLVM's cheapest code generation (set before JAX
-# starts its backend, and inherited by every process a test starts) keeps `make test` within its budget.
-# Every invariant compares runs made under the same flags.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+# The suite's runs are tiny, so compiling dominates them: LLVM's cheapest code generation, and XLA:CPU's
+# older loop emitters instead of its MLIR fusion emitters (a third less compile time on Cal-QL's jit test),
+# set before JAX starts its backend and inherited by every process a test starts. Every invariant compares
+# runs made under the same flags. The older emitters do not compile a computation to the same bits in two
+# different programs, so the tests marked `fusion_emitters` (one program against another, bit for bit) run
+# in a pytest process of their own that keeps XLA's fusion emitters.
+FUSION_EMITTERS = "REWIRE_TEST_FUSION_EMITTERS"
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+if not os.environ.get(FUSION_EMITTERS):
+    FAST_COMPILE += " --xla_cpu_use_fusion_emitters=false"
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE).strip()
 
 # One compilation cache for the whole session, shared by both pytest-xdist workers and by every process their
 # tests start (most tests run the same tiny programs in-process and in CLI subprocesses). JAX writes cache
@@ -21,6 +28,29 @@ from rewire.bench.faults import SYSTEMS, Reference, fingerprint, reference  # no
 from rewire.jaxcache import enable_compilation_cache  # noqa: E402
 
 enable_compilation_cache(os.environ.get("REWIRE_JAX_CACHE"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A `fusion_emitters` test runs again in its own pytest process, under XLA's fusion emitters."""
+    if pyfuncitem.get_closest_marker("fusion_emitters") is None or os.environ.get(FUSION_EMITTERS):
+        return None
+    import subprocess
+    import sys
+
+    flags = os.environ["XLA_FLAGS"].replace("--xla_cpu_use_fusion_emitters=false", "").strip()
+    env = os.environ | {FUSION_EMITTERS: "1", "XLA_FLAGS": flags}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider"]
+    proc = subprocess.run(
+        [*command, "-m", "fusion_emitters", pyfuncitem.nodeid],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=pyfuncitem.config.rootpath,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"under the fusion emitters:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}", pytrace=False)
+    return True
 
 
 @pytest.fixture(scope="session")

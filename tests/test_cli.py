@@ -95,3 +95,14 @@ def test_the_brax_install_hint_keeps_its_brackets(tmp_path):
         pytest.skip("brax is installed: there is nothing to hint")
     res = runner.invoke(app, ["hades", "distill", "--env", "brax-hopper", "--out", str(tmp_path), "--quiet"])
     assert res.exit_code == 2 and "pip install 'rewire[brax]'" in " ".join(res.stderr.split())
+
+
+def test_starting_the_cli_does_not_import_gymnax_or_plotting():
+    """Every CLI process pays for its imports, and gymnax pulls in matplotlib, seaborn and pandas (1.3 s on
+    2 cores), so it is imported only where a built-in maze or a gymnax env is made."""
+    import subprocess
+    import sys
+
+    code = "import sys, rewire.cli.commands; print(sorted({'gymnax', 'matplotlib'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

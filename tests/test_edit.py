@@ -120,6 +120,7 @@ def test_ppo_per_env_problems_match_one_shared_problem(pretrained):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.fusion_emitters  # bit-identity across two programs (tests/conftest.py)
 def test_ppo_in_chunks_of_the_run_loop_equals_all_updates_in_one_call(pretrained, tmp_path):
     from rewire.edit.run import EditorTraining
     from rewire.loop import Loop

@@ -68,6 +68,7 @@ def test_only_whole_episodes_enter_the_buffer_and_a_long_one_is_cut_at_the_horiz
     assert float(pending.obs[0, 0]) == 8.0
 
 
+@pytest.mark.fusion_emitters  # bit-identity across two programs (tests/conftest.py)
 def test_the_device_loop_equals_the_host_loop_bit_for_bit(umaze_dataset):
     runs = {}
     for loop in ("host", "device"):

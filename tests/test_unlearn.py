@@ -164,11 +164,14 @@ def test_mdps_are_valid_and_bad_names_raise():
         make_mdp("riverswim", 4, 3, 4, jax.random.key(0))
 
 
-def test_verification_passes_and_both_controls_are_rejected():
-    """The issue's check at N = 2000 on a tiny MDP: learn-then-delete is indistinguishable from retraining
-    on every statistic and scenario (oldest, middle, newest, sequential, many, mid-stream), while erasing only
-    the raw data and dropping the data without coupling are both rejected."""
-    result = Verifier(SMALL, trials=2000, alpha=0.01, seed=SEED).run()
+# N = 2000 is the issue's check (about 100 s on 2 cores, compute-bound, so slow); N = 200 keeps the same
+# assertions in make test: its controls are still rejected
+@pytest.mark.parametrize("trials", [200, pytest.param(2000, marks=pytest.mark.slow)])
+def test_verification_passes_and_both_controls_are_rejected(trials):
+    """On a tiny MDP, learn-then-delete is indistinguishable from retraining on every statistic and scenario
+    (oldest, middle, newest, sequential, many, mid-stream), while erasing only the raw data and dropping the
+    data without coupling are both rejected."""
+    result = Verifier(SMALL, trials=trials, alpha=0.01, seed=SEED).run()
     assert result["exact"]["passed"], result["exact"]
     assert result["controls"]["no_op"]["rejected"]
     assert result["controls"]["drop_without_coupling"]["rejected"]

@@ -7,13 +7,17 @@ import copy
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium
 import jax.numpy as jnp
 import numpy as np
 
-from rewire.envs.pointmaze import LAYOUTS, MazeParams, PointMaze, PointMazeGym
+if TYPE_CHECKING:
+    from rewire.envs.pointmaze import MazeParams, PointMaze
+
+# rewire.envs.pointmaze is imported where a built-in maze is made: it builds on gymnax, whose import (with
+# its plotting dependencies) is seconds of every CLI process's start, and most commands never use a maze
 
 MAZE_PREFIX = "PointMaze-"
 ROBOTICS_MAZES = ("PointMaze_", "AntMaze_")  # gymnasium-robotics' MuJoCo mazes
@@ -137,6 +141,8 @@ def make_spec(env_id: str) -> EnvSpec:
     gymnasium-robotics mazes (`PointMaze_UMaze-v3`, `AntMaze_Medium-v5`, ...) are sparse success-terminal
     tasks; their `...Dense-v*` ids are dense."""
     if env_id.startswith(MAZE_PREFIX):
+        from rewire.envs.pointmaze import LAYOUTS, MazeParams
+
         layout = maze_layout(env_id)
         if layout not in LAYOUTS:
             raise ValueError(f"unknown maze {env_id!r}; known: {[maze_id(k) for k in LAYOUTS]}")
@@ -178,6 +184,8 @@ def make_gym(env_id: str) -> gymnasium.Env:
     if env_id.startswith(ROBOTICS_MAZES):
         _register_robotics(env_id)
     if env_id.startswith(MAZE_PREFIX):
+        from rewire.envs.pointmaze import MazeParams, PointMazeGym
+
         return gymnasium.wrappers.TimeLimit(
             PointMazeGym(maze_layout(env_id)), MazeParams().max_steps_in_episode
         )
@@ -192,4 +200,6 @@ def make_gym(env_id: str) -> gymnasium.Env:
 
 
 def make_jax(env_id: str) -> tuple[PointMaze, MazeParams]:
+    from rewire.envs.pointmaze import MazeParams, PointMaze
+
     return PointMaze(maze_layout(env_id)), MazeParams()
