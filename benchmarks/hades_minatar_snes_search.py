@@ -30,6 +30,9 @@ VARIANTS = {
     "evolve_lr": lambda c: replace(c, evolve_lr=True),
     # HaDES-F: one fixed inner init, with as many envs as R's inits x envs (equal steps per generation)
     "fixed_init": lambda c: replace(c, variant="F", num_envs=c.num_envs * c.inits),
+    # smaller SNES noise than the search's smallest (0.1, the preset's)
+    "sigma0.05": lambda c: replace(c, es=replace(c.es, sigma=0.05)),
+    "sigma0.03": lambda c: replace(c, es=replace(c.es, sigma=0.03)),
     # the evolved states start at random-policy observations instead of the mean observation
     "observed": lambda c: replace(c, state_init="observed"),
     # 4x the population for a quarter of the generations: the same environment steps
