@@ -13,9 +13,10 @@ import pytest
 # different programs, so the tests marked `fusion_emitters` (one program against another, bit for bit) run
 # in a pytest process of their own that keeps XLA's fusion emitters.
 FUSION_EMITTERS = "REWIRE_TEST_FUSION_EMITTERS"
+OLDER_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
 FAST_COMPILE = "--xla_backend_optimization_level=0"
 if not os.environ.get(FUSION_EMITTERS):
-    FAST_COMPILE += " --xla_cpu_use_fusion_emitters=false"
+    FAST_COMPILE += " " + OLDER_EMITTERS
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE).strip()
 
 # One compilation cache for the whole session, shared by both pytest-xdist workers and by every process their
@@ -38,7 +39,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     import subprocess
     import sys
 
-    flags = os.environ["XLA_FLAGS"].replace("--xla_cpu_use_fusion_emitters=false", "").strip()
+    flags = os.environ["XLA_FLAGS"].replace(OLDER_EMITTERS, "").strip()
     env = os.environ | {FUSION_EMITTERS: "1", "XLA_FLAGS": flags}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider"]
     proc = subprocess.run(
