@@ -35,6 +35,8 @@ VARIANTS = {
     "sigma0.03": lambda c: replace(c, es=replace(c.es, sigma=0.03)),
     # the evolved states start at random-policy observations instead of the mean observation
     "observed": lambda c: replace(c, state_init="observed"),
+    # evolve only the pixels a random policy changes (123-132 of 400), the others held at 0
+    "varying": lambda c: replace(c, state_features="varying"),
     # 4x the population for a quarter of the generations: the same environment steps
     "population256": lambda c: replace(
         c, generations=c.generations // 4, es=replace(c.es, popsize=4 * c.es.popsize)

@@ -107,6 +107,7 @@ def test_dataset_round_trip_and_shape_checks(tmp_path):
         ({"variant": "X"}, "variant"),
         ({"labels": "soft"}, "labels"),
         ({"state_init": "random"}, "state_init"),
+        ({"state_features": "some"}, "state_features"),
         ({"size": 0}, "dataset size"),
         ({"learner": Learner(optimizer="rmsprop")}, "optimiser"),
     ],
@@ -229,6 +230,9 @@ def test_cli_distill_evaluate_and_bad_input(tmp_path):
     assert "width=32" in res.output
     res = runner.invoke(app, ["hades", "distill", "--env", "NoSuchEnv-v0", "--quiet"])
     assert res.exit_code == 2 and "unknown environment" in res.output
+    res = runner.invoke(app, ["hades", "distill", "--state-features", "some", "--quiet"])
+    assert res.exit_code == 2 and "unknown state_features 'some'" in res.output
+    assert "Traceback" not in res.output
 
 
 @pytest.mark.slow

@@ -14,7 +14,16 @@ from rewire.cli import app
 from rewire.envs.control import make_control
 from rewire.es import ESConfig
 from rewire.hades.bc import act, init_many
-from rewire.hades.core import default_config, learner_preset, observation_stats
+from rewire.hades.core import (
+    default_config,
+    expand_states,
+    learner_preset,
+    make_hades_score,
+    observation_stats,
+    policy_for,
+    random_observations,
+    varying_features,
+)
 from rewire.hades.dataset import save_synthetic
 from rewire.hades.multitask import (
     MASKED,
@@ -26,7 +35,7 @@ from rewire.hades.multitask import (
     train_multitask,
     union,
 )
-from rewire.hades.run import fit
+from rewire.hades.run import build_hades, fit
 from rewire.rollout import control_rollout
 
 
@@ -90,6 +99,49 @@ def test_the_std_floor_bounds_the_normalisation_scale():
     np.testing.assert_array_equal(floored_mean, mean)
     np.testing.assert_allclose(floored, np.maximum(std, 0.5))
     assert (std < 0.5).any() and (floored >= 0.5).all()
+
+
+def test_expand_states_places_the_evolved_columns_among_zeros():
+    data = {"states": jnp.array([[1.0, 2.0], [3.0, 4.0]]), "logits": jnp.ones((2, 3))}
+    full = expand_states(data, np.array([1, 3]), 5)
+    np.testing.assert_array_equal(np.asarray(full["states"]), [[0, 1, 0, 2, 0], [0, 3, 0, 4, 0]])
+    assert full["logits"] is data["logits"] and expand_states(data, None, 5) is data
+
+
+def test_varying_state_features_evolve_only_what_a_random_policy_changes():
+    """Breakout: most pixels never change under a random policy; with state_features 'varying' the ES
+    evolves the others only, the released states are 0 (the mean observation) elsewhere, and a candidate's
+    fitness is that of its full-width dataset under the 'all' score."""
+    config = replace(
+        default_config("Breakout-MinAtar"),
+        size=4,
+        generations=1,
+        es=ESConfig("snes", popsize=4, sigma=0.1, temperature=5.0),
+        num_envs=1,
+        rollout_steps=50,
+        state_features="varying",
+    )
+    run = build_hades(config, 0)
+    key = jax.random.fold_in(jax.random.key(0), 1)
+    features = varying_features(run.task, key)
+    observations = random_observations(run.task, key)
+    fixed = np.setdiff1d(np.arange(run.task.obs_dim), features)
+    assert 0 < len(features) < run.task.obs_dim / 2
+    assert (observations[:, fixed] == observations[:1, fixed]).all()
+    assert (observations[:, features].var(0) > 0).all()
+    assert run.evolution.mean()["states"].shape == (4, len(features))
+    run.evolution.step()
+    released = run.dataset()["states"]
+    assert released.shape == (4, run.task.obs_dim) and not released[:, fixed].any()
+    np.testing.assert_array_equal(released[:, features], np.asarray(run.evolution.mean()["states"]))
+    module = policy_for(config, run.task)
+    params = init_many(module, run.task.obs_dim, jax.random.split(jax.random.key(1), 1))
+    params = jax.tree.map(lambda x: x[0], params)
+    reduced = make_hades_score(config, run.task, run.obs_mean, run.obs_std, module, features)
+    full = make_hades_score(config, run.task, run.obs_mean, run.obs_std, module)
+    mean = run.evolution.mean()
+    eval_key = jax.random.key(2)
+    assert float(reduced(mean, params, eval_key)[0]) == float(full(run.dataset(), params, eval_key)[0])
 
 
 def test_freeway_fitness_covers_whole_episodes():

@@ -73,7 +73,7 @@ def hades_section(run_dir: Path, seed: int, quiet: bool) -> tuple[dict, Section]
     rows = [
         [
             "HaDES-R, 4 pairs",
-            result["dataset_parameters"],
+            result["evolved_parameters"],
             result["env_steps"],
             result["return_median"],
             result["generations_per_s"],

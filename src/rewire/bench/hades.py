@@ -61,11 +61,13 @@ def bench_config(
     generations: int | None,
     popsize: int | None,
     preset: str = "cpu",
+    state_features: str | None = None,
 ) -> HadesConfig:
     base = default_config(env, preset)
     return replace(
         base,
         size=size or base.size,
+        state_features=state_features or base.state_features,
         variant=variant,
         generations=base.generations if generations is None else generations,
         es=replace(base.es, popsize=popsize or base.es.popsize),
@@ -84,15 +86,16 @@ def run_hades_benchmark(
     devices: Devices = None,
     preset: str = "cpu",
     cost: bool = False,
+    state_features: str | None = None,
 ) -> dict:
     """Distil a dataset, evaluate fresh policies on it, run the baseline at equal env steps, and test
     transfer. With `out_dir`, each run's checkpoints and metrics go to `out_dir/<kind>/` and the dataset
     (NPZ) to `out_dir/dataset.npz`. With `cost`, also the generation's cost against its floor
     (`generation_cost`)."""
-    config = bench_config(env, size, variant, generations, popsize, preset)
+    config = bench_config(env, size, variant, generations, popsize, preset, state_features)
     hades = build_hades(config, seed, devices=devices)
     hades_time = hades.loop(run_dir(out_dir, "hades", config, seed), quiet).run()
-    dataset = jax.device_get(hades.evolution.mean())
+    dataset = hades.dataset()
     if out_dir is not None:
         save_dataset(hades, out_dir / "dataset.npz")
     ev = hades.evaluate_mean()
@@ -135,7 +138,8 @@ def run_hades_benchmark(
             "generations_per_s": ne_time.rate,
         },
         "env_steps": hades.env_steps,
-        "dataset_parameters": parameter_count(dataset),
+        "dataset_parameters": parameter_count(dataset),  # the released (full-width) dataset
+        "evolved_parameters": parameter_count(hades.evolution.mean()),  # what the ES searches over
         "generalisation": generalisation,
         "generalisation_detail": per_arch,
         "generations_per_s": hades_time.rate,
@@ -173,7 +177,7 @@ def run_hades_seeds(
 ) -> dict:
     """`run_hades_benchmark` for seeds seed, seed+1, ... (each seed drives both methods); the median over
     seeds of each method's fresh-evaluation median, their ratio, and, from the first seed, the cost of a
-    generation against its floor. `options`: size, variant, generations, popsize."""
+    generation against its floor. `options`: size, variant, generations, popsize, state_features."""
     runs = []
     for i in range(seeds):
         folder = out_dir / f"seed{seed + i}" if out_dir is not None else None

@@ -64,6 +64,9 @@ def hades(
     variant: str = typer.Option("R", help="R (random inits) or F (fixed init)."),
     generations: int = typer.Option(None, help="ES generations (default: the preset's)."),
     popsize: int = typer.Option(None, help="ES population size."),
+    state_features: str = typer.Option(
+        None, help="Evolved observation features: all, or varying (those a random policy changes)."
+    ),
     seed: int = typer.Option(0),
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
     plots: Path = typer.Option(None, help="Write the fitness and dataset PNGs of the first seed here."),
@@ -74,7 +77,13 @@ def hades(
     from rewire.bench.hades import run_hades_seeds
     from rewire.report import plot_hades
 
-    options = {"size": size, "variant": variant, "generations": generations, "popsize": popsize}
+    options = {
+        "size": size,
+        "variant": variant,
+        "generations": generations,
+        "popsize": popsize,
+        "state_features": state_features,
+    }
     result = run_hades_seeds(env, seeds, seed, preset, quiet, out, devices, **options)
     if json_out is not None:
         write_json(json_out, result)

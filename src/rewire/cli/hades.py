@@ -48,6 +48,9 @@ def distill(
     inits: int = typer.Option(None, help="Fresh inits per candidate for variant R (default 2)."),
     labels: str = typer.Option("fixed", help="Discrete actions: fixed round-robin labels or learned logits."),
     evolve_lr: bool = typer.Option(False, "--evolve-lr", help="Also evolve the inner learning rate."),
+    state_features: str = typer.Option(
+        None, help="Evolved observation features: all, or varying (those a random policy changes)."
+    ),
     seed: int = typer.Option(0, help="Drives ES noise, inits, rollouts and normalisation."),
     out: Path = OUT,
     resume: Path = RESUME,
@@ -76,7 +79,12 @@ def distill(
                 if v is not None
             },
         )
-        fields = {"size": size, "generations": generations, "inits": inits}
+        fields = {
+            "size": size,
+            "generations": generations,
+            "inits": inits,
+            "state_features": state_features,
+        }
         config = replace(
             config,
             variant=variant,

@@ -32,7 +32,9 @@ class HadesConfig:
     round-robin (state i is labelled i mod n_actions, so no state is dropped) or 'learned' logits whose
     softmax is the target. Continuous actions are always evolved (unbounded; the env clips). `state_init`:
     where the evolved states start, 'zeros' (the mean observation; the reference) or 'observed' (distinct
-    observations of a uniformly random policy, as HaDES's digits start from class-mean images)."""
+    observations of a uniformly random policy, as HaDES's digits start from class-mean images).
+    `state_features`: which observation features are evolved, 'all' (the reference) or 'varying' (those a
+    uniformly random policy changes; the others stay at the mean observation)."""
 
     env_id: str = "CartPole-v1"
     size: int = 4
@@ -50,6 +52,9 @@ class HadesConfig:
     # MinAtar's pixels: bricks, unvisited cells) would otherwise be divided by 1e-4 when it does change
     std_floor: float = 0.0
     state_init: str = "zeros"
+    # MinAtar's Breakout changes 123-132 of its 400 pixels under a random policy; evolving only those
+    # removes 2/3 of the search dimensions, whose noise only perturbs the learner (README "HaDES").
+    state_features: str = "all"
 
     def validate(self, task: ControlTask) -> None:
         if self.variant not in ("F", "R"):
@@ -62,6 +67,10 @@ class HadesConfig:
             raise ValueError(f"unknown labels {self.labels!r}; choose 'fixed' or 'learned'")
         if self.state_init not in STATE_INITS:
             raise ValueError(f"unknown state_init {self.state_init!r}; choose from {list(STATE_INITS)}")
+        if self.state_features not in STATE_FEATURES:
+            raise ValueError(
+                f"unknown state_features {self.state_features!r}; choose from {list(STATE_FEATURES)}"
+            )
         if self.std_floor < 0:
             raise ValueError(f"std_floor must be >= 0, got {self.std_floor}")
         if self.inits < 1 or self.num_envs < 1 or self.generations < 0:
@@ -82,6 +91,7 @@ class HadesConfig:
 
 
 STATE_INITS = ("zeros", "observed")
+STATE_FEATURES = ("all", "varying")
 PRESETS = ("cpu", "paper")
 """The named settings of `default_config`: `cpu` (2 CPU cores) and `paper` (the reference's scale)."""
 MINATAR_SUFFIX = "-MinAtar"
@@ -196,6 +206,12 @@ def observation_stats(
     return obs.mean(0), np.maximum(np.sqrt(obs.var(0) + 1e-8), std_floor)
 
 
+def varying_features(task: ControlTask, key: jax.Array, num_envs: int = 16) -> np.ndarray:
+    """Indices of the observation features that a uniformly random policy changes over one horizon (the
+    same rollouts as `observation_stats` with the same key)."""
+    return np.flatnonzero(random_observations(task, key, num_envs).var(0) > 0)
+
+
 def observed_states(
     task: ControlTask, key: jax.Array, size: int, obs_mean: np.ndarray, obs_std: np.ndarray
 ) -> np.ndarray:
@@ -211,12 +227,20 @@ def observed_states(
 
 
 def dataset_template(
-    config: HadesConfig, task: ControlTask, states: np.ndarray | None = None
+    config: HadesConfig,
+    task: ControlTask,
+    states: np.ndarray | None = None,
+    features: np.ndarray | None = None,
 ) -> dict[str, jax.Array]:
-    """The evolved arrays' start: all zeros (the reference's starting point), or the given `states`. Named,
-    never a bare flat vector."""
+    """The evolved arrays' start: all zeros (the reference's starting point), or the given `states`; with
+    `features`, the states hold only those columns (`expand_states`). Named, never a bare flat vector."""
     n, a = config.size, task.action_dim
-    out = {"states": jnp.zeros((n, task.obs_dim)) if states is None else jnp.asarray(states)}
+    width = task.obs_dim if features is None else len(features)
+    if states is None:
+        states = jnp.zeros((n, width))
+    elif features is not None:
+        states = states[:, features]
+    out = {"states": jnp.asarray(states)}
     if not task.discrete:
         out["actions"] = jnp.zeros((n, a))
     elif config.labels == "learned":
@@ -224,6 +248,16 @@ def dataset_template(
     if config.evolve_lr:
         out["log_lr"] = jnp.zeros(())
     return out
+
+
+def expand_states(dataset: dict[str, Any], features: np.ndarray | None, obs_dim: int) -> dict[str, Any]:
+    """The dataset with its evolved `features` columns placed in full-width states, the other features at
+    0 (the mean observation); unchanged if `features` is None."""
+    if features is None:
+        return dataset
+    states = dataset["states"]
+    full = jnp.zeros((states.shape[0], obs_dim), states.dtype).at[:, jnp.asarray(features)].set(states)
+    return dataset | {"states": full}
 
 
 def bc_targets(dataset: dict[str, jax.Array], task: ControlTask) -> jax.Array:
@@ -274,13 +308,20 @@ def policy_for(config: HadesConfig, task: ControlTask, net: nn.Module | None = N
 
 
 def make_hades_score(
-    config: HadesConfig, task: ControlTask, obs_mean: np.ndarray, obs_std: np.ndarray, module: Policy
+    config: HadesConfig,
+    task: ControlTask,
+    obs_mean: np.ndarray,
+    obs_std: np.ndarray,
+    module: Policy,
+    features: np.ndarray | None = None,
 ) -> ScoreFn:
-    """Fitness of one candidate dataset for one fresh initialisation: BC, then the rollout return."""
+    """Fitness of one candidate dataset (of the evolved `features` only, if given) for one fresh
+    initialisation: BC, then the rollout return."""
     learner = config.learner
     mean, std = jnp.asarray(obs_mean), jnp.asarray(obs_std)
 
     def score(dataset, params, eval_key):
+        dataset = expand_states(dataset, features, task.obs_dim)
         params, losses = fit_dataset(learner, module, params, dataset, task)
         policy = make_policy_fn(task, module, params, mean, std, config.greedy)
         out = control_rollout(task, policy, eval_key, config.num_envs, config.steps(task))

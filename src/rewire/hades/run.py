@@ -20,12 +20,14 @@ from rewire.hades.core import (
     dataset_template,
     default_config,
     evaluate_dataset,
+    expand_states,
     make_hades_score,
     make_neuroevolution_score,
     observation_stats,
     observed_states,
     policy_for,
     task_for,
+    varying_features,
 )
 from rewire.hades.dataset import load_synthetic, save_synthetic
 from rewire.hades.evolution import Evolution
@@ -58,6 +60,7 @@ class EvolutionRun:
     obs_std: np.ndarray
     kind: str  # "hades" or "neuroevolution"
     net: nn.Module | None = None  # the user's policy network (None: the config's MLP)
+    features: np.ndarray | None = None  # the evolved observation features (None: all)
 
     @property
     def env_steps(self) -> int:
@@ -68,14 +71,17 @@ class EvolutionRun:
         """Drives final evaluations; derived from the seed, apart from the keys the ES itself uses."""
         return jax.random.fold_in(jax.random.key(self.seed), 100)
 
+    def dataset(self) -> dict[str, np.ndarray]:
+        """The ES mean as the released dataset: full-width states (`expand_states`) and the other arrays."""
+        return jax.device_get(expand_states(self.evolution.mean(), self.features, self.task.obs_dim))
+
     def evaluate_mean(
         self, learner: Learner | None = None, inits: int = EVAL_INITS, init_key: jax.Array | None = None
     ) -> dict[str, np.ndarray]:
         """Fresh policies (this run's learner, or another) trained on the ES mean: `evaluate_dataset`, with
         the run's evaluation key (and `init_key`, if given, as every policy's init)."""
-        dataset = jax.device_get(self.evolution.mean())
         return evaluate_dataset(
-            dataset,
+            self.dataset(),
             self.task,
             learner or self.config.learner,
             self.obs_mean,
@@ -135,8 +141,11 @@ def build_hades(
     split over `devices` (`rewire.mesh`)."""
     task = _checked(config, task)
     obs_mean, obs_std = _stats(config, task, seed)
+    features = None
+    if config.state_features == "varying":
+        features = varying_features(task, jax.random.fold_in(jax.random.key(seed), 1))
     module = policy_for(config, task, net)
-    score = make_hades_score(config, task, obs_mean, obs_std, module)
+    score = make_hades_score(config, task, obs_mean, obs_std, module, features)
     fixed = fixed_init_key(seed) if config.variant == "F" else None
     init_fn = initializer(module, task.obs_dim)
     states = None
@@ -144,12 +153,12 @@ def build_hades(
         states = observed_states(
             task, jax.random.fold_in(jax.random.key(seed), 4), config.size, obs_mean, obs_std
         )
-    template = dataset_template(config, task, states)
+    template = dataset_template(config, task, states, features)
     mesh = batch_mesh(devices, config.es.popsize, "the ES population")
     evo = Evolution(
         config.es, template, score, config.inits_per_candidate, seed, fixed, init_fn, config.generations, mesh
     )
-    return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "hades", net)
+    return EvolutionRun(config, seed, task, evo, obs_mean, obs_std, "hades", net, features)
 
 
 def build_neuroevolution(
@@ -211,7 +220,7 @@ def save_dataset(run: EvolutionRun, path: Path) -> Path:
         "generation": run.evolution.generation,
         "versions": versions(),
     }
-    return save_synthetic(path, jax.device_get(run.evolution.mean()), run.obs_mean, run.obs_std, meta)
+    return save_synthetic(path, run.dataset(), run.obs_mean, run.obs_std, meta)
 
 
 # ------------------------------------------------------------------------------------- the high-level entry
@@ -272,7 +281,7 @@ def _finish(run: EvolutionRun, directory: Path, watch: Stopwatch) -> HadesResult
             "timing": watch.summary("generations"),
         },
     )
-    dataset_figure(jax.device_get(run.evolution.mean()), run.task, directory / "dataset.png")
+    dataset_figure(run.dataset(), run.task, directory / "dataset.png")
     barrier("hades: finished")  # the files are there for every process to read
     return HadesResult(directory, run)
 
