@@ -37,6 +37,9 @@ VARIANTS = {
     "observed": lambda c: replace(c, state_init="observed"),
     # evolve only the pixels a random policy changes (123-132 of 400), the others held at 0
     "varying": lambda c: replace(c, state_features="varying"),
+    # varying features together with the two seed-0 changes that had scored above the preset
+    "varying_sigma0.05": lambda c: replace(c, state_features="varying", es=replace(c.es, sigma=0.05)),
+    "varying_evolve_lr": lambda c: replace(c, state_features="varying", evolve_lr=True),
     # 4x the population for a quarter of the generations: the same environment steps
     "population256": lambda c: replace(
         c, generations=c.generations // 4, es=replace(c.es, popsize=4 * c.es.popsize)
