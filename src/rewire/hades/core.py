@@ -194,22 +194,19 @@ def random_observations(task: ControlTask, key: jax.Array, num_envs: int = 16) -
     return np.asarray(obs).reshape(-1, task.obs_dim)
 
 
-def observation_stats(
-    task: ControlTask, key: jax.Array, num_envs: int = 16, std_floor: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed normalisation constants (mean, std) of the observations of a uniformly random policy, the
-    std at least `std_floor`.
+def observation_stats(observations: np.ndarray, std_floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed normalisation constants (mean, std) of a uniformly random policy's observations
+    (`random_observations`), the std at least `std_floor`.
 
     Synthetic states live in this normalised space; the constants are stored with the dataset, so a
     dataset means the same thing in every rollout (the reference's running statistics did not)."""
-    obs = random_observations(task, key, num_envs)
-    return obs.mean(0), np.maximum(np.sqrt(obs.var(0) + 1e-8), std_floor)
+    return observations.mean(0), np.maximum(np.sqrt(observations.var(0) + 1e-8), std_floor)
 
 
-def varying_features(task: ControlTask, key: jax.Array, num_envs: int = 16) -> np.ndarray:
-    """Indices of the observation features that a uniformly random policy changes over one horizon (the
-    same rollouts as `observation_stats` with the same key)."""
-    return np.flatnonzero(random_observations(task, key, num_envs).var(0) > 0)
+def varying_features(observations: np.ndarray) -> np.ndarray:
+    """Indices of the features that change across a uniformly random policy's observations
+    (`random_observations`)."""
+    return np.flatnonzero(observations.var(0) > 0)
 
 
 def observed_states(

@@ -26,6 +26,7 @@ from rewire.hades.core import (
     observation_stats,
     observed_states,
     policy_for,
+    random_observations,
     task_for,
     varying_features,
 )
@@ -125,8 +126,9 @@ def fixed_init_key(seed: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), 2)
 
 
-def _stats(config: HadesConfig, task: ControlTask, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    return observation_stats(task, jax.random.fold_in(jax.random.key(seed), 1), std_floor=config.std_floor)
+def _random_observations(task: ControlTask, seed: int) -> np.ndarray:
+    """The random-policy rollouts that fix a run's normalisation (and, for HaDES, its varying features)."""
+    return random_observations(task, jax.random.fold_in(jax.random.key(seed), 1))
 
 
 def build_hades(
@@ -140,10 +142,9 @@ def build_hades(
     config's env id or on `task`, with the config's MLP or the user's flax module `net`; the population is
     split over `devices` (`rewire.mesh`)."""
     task = _checked(config, task)
-    obs_mean, obs_std = _stats(config, task, seed)
-    features = None
-    if config.state_features == "varying":
-        features = varying_features(task, jax.random.fold_in(jax.random.key(seed), 1))
+    observations = _random_observations(task, seed)
+    obs_mean, obs_std = observation_stats(observations, config.std_floor)
+    features = varying_features(observations) if config.state_features == "varying" else None
     module = policy_for(config, task, net)
     score = make_hades_score(config, task, obs_mean, obs_std, module, features)
     fixed = fixed_init_key(seed) if config.variant == "F" else None
@@ -171,7 +172,7 @@ def build_neuroevolution(
     """The same ES on the policy weights, started from a standard random initialisation, with as many
     rollouts per candidate as HaDES-R has inits, so both spend the same environment steps per generation."""
     task = _checked(config, task)
-    obs_mean, obs_std = _stats(config, task, seed)
+    obs_mean, obs_std = observation_stats(_random_observations(task, seed), config.std_floor)
     module = policy_for(config, task, net)
     params0 = initializer(module, task.obs_dim)(jax.random.fold_in(jax.random.key(seed), 3))
     score = make_neuroevolution_score(config, task, obs_mean, obs_std, module)
