@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from rewire.es import ESConfig
 from rewire.hades.core import HadesConfig, default_config
 from rewire.hades.run import build_hades
 from rewire.runs import versions, write_json
@@ -40,6 +41,20 @@ VARIANTS = {
     # varying features together with the two seed-0 changes that had scored above the preset
     "varying_sigma0.05": lambda c: replace(c, state_features="varying", es=replace(c.es, sigma=0.05)),
     "varying_evolve_lr": lambda c: replace(c, state_features="varying", evolve_lr=True),
+    # HaDES-F on the varying features only
+    "fixed_init_varying": lambda c: replace(
+        c, variant="F", num_envs=c.num_envs * c.inits, state_features="varying"
+    ),
+    # varying features under OpenES (antithetic, Adam) instead of SNES
+    "varying_openes": lambda c: replace(
+        c, state_features="varying", es=ESConfig("openes", popsize=c.es.popsize, sigma=c.es.sigma, lr=0.05)
+    ),
+    # varying features with 48 pairs (16 per action)
+    "varying_size48": lambda c: replace(c, state_features="varying", size=48),
+    # varying features, 1 env per rollout and 4x the generations: the same environment steps
+    "varying_envs1": lambda c: replace(
+        c, state_features="varying", num_envs=c.num_envs // 4, generations=4 * c.generations
+    ),
     # 4x the population for a quarter of the generations: the same environment steps
     "population256": lambda c: replace(
         c, generations=c.generations // 4, es=replace(c.es, popsize=4 * c.es.popsize)
