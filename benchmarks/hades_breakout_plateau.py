@@ -6,6 +6,8 @@ Three measurements, each with the preset's learner (ReLU 2x64, 64 Adam steps at 
    several draws: can 16 real states teach this learner to track the ball?
 3. the stored HaDES datasets of a bench JSON, each trained into fresh policies and played from each of
    the game's two starts (the ball at the left or the right wall): where do their episodes end?
+4. from the same JSON's histories, HaDES's and neuroevolution's population means (over 10 generations)
+   at equal environment steps, and the last generation where HaDES's is at least twice the baseline's.
 
     .venv/bin/python benchmarks/hades_breakout_plateau.py --json OUT.json
 """
@@ -86,6 +88,23 @@ def stored_dataset_returns(run: dict, config, task, key: jax.Array, episodes: in
     return by_start
 
 
+def population_mean_ratios(run: dict, window: int = 10) -> dict:
+    """HaDES's and neuroevolution's population mean fitness, each averaged over `window` generations,
+    every 50 generations, and the last generation at which HaDES's is at least twice the baseline's."""
+    smooth = {
+        name: np.convolve(run["history"][name]["score_mean"], np.ones(window) / window, mode="valid")
+        for name in ("hades", "neuroevolution")
+    }
+    ratio = smooth["hades"] / smooth["neuroevolution"]
+    generations = np.arange(window, len(ratio) + window)  # the window's last generation
+    at = [g for g in generations if g % 50 == 0]
+    return {
+        "generation": at,
+        **{name: [float(curve[g - window]) for g in at] for name, curve in smooth.items()},
+        "last_generation_at_least_2x": int(generations[ratio >= 2][-1]) if (ratio >= 2).any() else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="benchmarks/results/hades-breakout-varying-seeds1-3.json")
@@ -115,11 +134,18 @@ def main() -> None:
     runs = []
     for run, key in zip(stored, jax.random.split(k_runs, len(stored)), strict=True):
         by_start = stored_dataset_returns(run, config, task, key, args.episodes)
-        runs.append({"seed": run["seed"], "returns_by_start": by_start})
+        curves = population_mean_ratios(run)
+        runs.append({"seed": run["seed"], "returns_by_start": by_start, "population_means": curves})
         for side, returns in by_start.items():
             values, counts = np.unique(returns, return_counts=True)
             spread = ", ".join(f"{v:g} x{n}" for v, n in zip(values, counts, strict=True))
             print(f"seed {run['seed']}, {side} start: {spread}")
+        means = ", ".join(
+            f"g{g} {h:.2f}/{n:.2f}"
+            for g, h, n in zip(curves["generation"], curves["hades"], curves["neuroevolution"], strict=True)
+        )
+        last = curves["last_generation_at_least_2x"]
+        print(f"seed {run['seed']}, HaDES/neuroevolution population means {means}; 2x up to g{last}")
 
     write_json(
         args.json,
