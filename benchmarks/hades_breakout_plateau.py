@@ -1,6 +1,6 @@
 """Why HaDES levels off near 6.5 on Breakout-MinAtar at the cpu preset's budget (README "HaDES").
 
-Three measurements, each with the preset's learner (ReLU 2x64, 64 Adam steps at lr 0.03):
+Four measurements, the first three with the preset's learner (ReLU 2x64, 64 Adam steps at lr 0.03):
 1. a controller that moves the paddle under the ball's column, read from the observation;
 2. BC on 16 of that controller's own observations (state i labelled i mod 3, as HaDES's fixed labels),
    several draws: can 16 real states teach this learner to track the ball?
@@ -45,16 +45,20 @@ def tracker_action(obs: jax.Array) -> jax.Array:
     return jnp.where(ball < paddle, 1, jnp.where(ball > paddle, 2, 0))
 
 
-def first_returns_by_start(task, policy_fn, key: jax.Array, episodes: int) -> dict[str, list[float]]:
-    """First-episode returns and lengths of `episodes` episodes, grouped by the ball's starting wall."""
+def first_episodes(task, policy_fn, key: jax.Array, episodes: int) -> tuple[jax.Array, jax.Array]:
+    """First-episode returns of `episodes` episodes and the column the ball started in (0 or 9)."""
 
     def one(k):
         out = control_rollout(task, policy_fn, k, 1, task.horizon)
         start = out["observations"][0, 0].reshape(GRID)[:, :, 1].max(axis=0)
         return out["first_return"], jnp.argmax(start)
 
-    returns, column = jax.jit(jax.vmap(one))(jax.random.split(key, episodes))
-    returns, column = np.asarray(returns), np.asarray(column)
+    return jax.vmap(one)(jax.random.split(key, episodes))
+
+
+def by_start(returns: jax.Array, column: jax.Array) -> dict[str, list[float]]:
+    """Returns grouped by the ball's starting wall."""
+    returns, column = np.asarray(returns).ravel(), np.asarray(column).ravel()
     return {side: returns[column == col].tolist() for side, col in (("left", 0), ("right", 9))}
 
 
@@ -78,14 +82,12 @@ def stored_dataset_returns(run: dict, config, task, key: jax.Array, episodes: in
     mean, std = (jnp.asarray(run[k], jnp.float32) for k in ("obs_mean", "obs_std"))
     k_init, k_play = jax.random.split(key)
     params = init_many(module, task.obs_dim, jax.random.split(k_init, 10))
-    params, _ = jax.jit(jax.vmap(lambda p: fit_dataset(config.learner, module, p, data, task)))(params)
-    by_start: dict[str, list[float]] = {"left": [], "right": []}
-    for i, k in enumerate(jax.random.split(k_play, 10)):
-        one = jax.tree.map(lambda x, i=i: x[i], params)
-        policy = make_policy_fn(task, module, one, mean, std, greedy=False)
-        for side, returns in first_returns_by_start(task, policy, k, episodes).items():
-            by_start[side] += returns
-    return by_start
+
+    def play(p, k):
+        p, _ = fit_dataset(config.learner, module, p, data, task)
+        return first_episodes(task, make_policy_fn(task, module, p, mean, std, greedy=False), k, episodes)
+
+    return by_start(*jax.jit(jax.vmap(play))(params, jax.random.split(k_play, 10)))
 
 
 def population_mean_ratios(run: dict, window: int = 10) -> dict:
@@ -121,7 +123,11 @@ def main() -> None:
     obs_mean, obs_std = (np.asarray(stored[0][k], np.float32) for k in ("obs_mean", "obs_std"))
     k_track, k_expert, k_eval, k_runs = jax.random.split(jax.random.key(args.seed), 4)
 
-    tracker = first_returns_by_start(task, lambda o, k: tracker_action(o), k_track, args.episodes)
+    tracker = by_start(
+        *jax.jit(first_episodes, static_argnums=(0, 1, 3))(
+            task, lambda o, k: tracker_action(o), k_track, args.episodes
+        )
+    )
     print(f"tracker: returns {sorted(set(tracker['left'] + tracker['right']))}", flush=True)
 
     expert = []
@@ -133,10 +139,10 @@ def main() -> None:
 
     runs = []
     for run, key in zip(stored, jax.random.split(k_runs, len(stored)), strict=True):
-        by_start = stored_dataset_returns(run, config, task, key, args.episodes)
+        returns_by_start = stored_dataset_returns(run, config, task, key, args.episodes)
         curves = population_mean_ratios(run)
-        runs.append({"seed": run["seed"], "returns_by_start": by_start, "population_means": curves})
-        for side, returns in by_start.items():
+        runs.append({"seed": run["seed"], "returns_by_start": returns_by_start, "population_means": curves})
+        for side, returns in returns_by_start.items():
             values, counts = np.unique(returns, return_counts=True)
             spread = ", ".join(f"{v:g} x{n}" for v, n in zip(values, counts, strict=True))
             print(f"seed {run['seed']}, {side} start: {spread}")
