@@ -64,10 +64,11 @@ def by_start(returns: jax.Array, column: jax.Array) -> dict[str, list[float]]:
 
 def expert_datasets(task, obs_mean, obs_std, key: jax.Array, draws: int) -> list[np.ndarray]:
     """`draws` datasets of 16 normalised tracker observations, state i one where the tracker chose i mod 3."""
-    observations = control_rollout(task, lambda o, k: tracker_action(o), key, 4, task.horizon)["observations"]
-    observations = np.asarray(observations).reshape(-1, task.obs_dim)
+    k_play, k_pick = jax.random.split(key)
+    observations = control_rollout(task, lambda o, k: tracker_action(o), k_play, 4, task.horizon)
+    observations = np.asarray(observations["observations"]).reshape(-1, task.obs_dim)
     actions = np.asarray(jax.vmap(tracker_action)(jnp.asarray(observations)))
-    rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**31 - 1)))
+    rng = np.random.default_rng(int(jax.random.randint(k_pick, (), 0, 2**31 - 1)))
     out = []
     for _ in range(draws):
         rows = [rng.choice(np.flatnonzero(actions == i % task.action_dim)) for i in range(16)]
